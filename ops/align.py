@@ -15,7 +15,13 @@ from ops.types import Affine, Frame, Landmarks
 
 # 5-point reference in a 112 x 112 crop (right eye, left eye, nose, right mouth, left mouth).
 REFERENCE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
     dtype=np.float64,
 )
 MIN_SIZE, MAX_SIZE = 32, 1024
@@ -42,7 +48,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(f"need two (N>=2, 2) point sets of equal shape, got {src.shape}, {dst.shape}")
+        raise ValueError(
+            f"need two (N>=2, 2) point sets of equal shape, got {src.shape}, {dst.shape}"
+        )
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     src_c, dst_c = src - src_mean, dst - dst_mean
     covariance = dst_c.T @ src_c / len(src)

@@ -122,7 +122,9 @@ class RetinaFaceDetector:
         return results
 
 
-def _to_detection(box: np.ndarray, score: float, pts: np.ndarray, sx: float, sy: float) -> Detection:
+def _to_detection(
+    box: np.ndarray, score: float, pts: np.ndarray, sx: float, sy: float
+) -> Detection:
     x, y, w, h = (float(v) for v in box)
     bbox = np.array([x * sx, y * sy, (x + w) * sx, (y + h) * sy], dtype=np.float32)
     landmarks = pts.reshape(5, 2).astype(np.float32) * np.array([sx, sy], dtype=np.float32)
@@ -146,8 +148,6 @@ def select_faces(
     """
     if which not in ("all", "largest"):
         raise ValueError(f"which must be 'all' or 'largest', got {which!r}")
-    kept = [
-        d for d in detections if min(d.width, d.height) >= min_face_px and d.score >= min_score
-    ]
+    kept = [d for d in detections if min(d.width, d.height) >= min_face_px and d.score >= min_score]
     kept.sort(key=lambda d: d.width * d.height, reverse=True)
     return kept[:1] if which == "largest" else kept

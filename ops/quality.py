@@ -19,7 +19,9 @@ def sharpness(crop: Frame) -> float:
 def encode_crop(crop: Frame, image_format: str = "png", quality: int = 95) -> bytes:
     """Encode an (H, W, 3) uint8 RGB crop as PNG, JPEG or WebP bytes."""
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+        raise ValueError(
+            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
+        )
     params: list[int] = []
     if image_format == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -27,7 +29,9 @@ def encode_crop(crop: Frame, image_format: str = "png", quality: int = 95) -> by
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
     elif image_format == "png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buffer = cv2.imencode(IMAGE_FORMATS[image_format], cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
+    ok, buffer = cv2.imencode(
+        IMAGE_FORMATS[image_format], cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params
+    )
     if not ok:
         raise ValueError(f"could not encode a {crop.shape} crop as {image_format}")
     return buffer.tobytes()

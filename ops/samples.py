@@ -46,11 +46,14 @@ def animate(image: Frame, index: int, size: int, seed: int = 0) -> Frame:
     matrix[:, 2] += shift
     moved = cv2.warpAffine(image, matrix, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT101)
     top, left = 0, 70
-    return cv2.resize(moved[top : top + 320, left : left + 320], (size, size),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        moved[top : top + 320, left : left + 320], (size, size), interpolation=cv2.INTER_AREA
+    )
 
 
-def write_clip(frames: list[Frame], path: str, fps: int = 25, tone_hz: float | None = 440.0) -> None:
+def write_clip(
+    frames: list[Frame], path: str, fps: int = 25, tone_hz: float | None = 440.0
+) -> None:
     """Write RGB frames as H.264 MP4, with a quiet sine tone as AAC audio when tone_hz is set."""
     sample_rate = 44100
     with av.open(path, mode="w") as container:
@@ -78,7 +81,9 @@ def write_clip(frames: list[Frame], path: str, fps: int = 25, tone_hz: float | N
                 container.mux(packet)
 
 
-def make_sample_clips(folder: str, frames: int = 50, size: int = 256, fps: int = 25) -> dict[str, str]:
+def make_sample_clips(
+    folder: str, frames: int = 50, size: int = 256, fps: int = 25
+) -> dict[str, str]:
     """Write one clip per identity ("a", "b") into `folder`; return {identity: path}."""
     os.makedirs(folder, exist_ok=True)
     paths = {}

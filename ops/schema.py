@@ -66,7 +66,10 @@ ERRORS_SCHEMA = pa.schema(
         pa.field(ERROR, pa.string(), nullable=False),  # "TypeName: message"
         pa.field(ACTION, pa.string(), nullable=False),  # what was done about it
     ],
-    metadata={b"rayswap.schema": b"errors", b"rayswap.schema_version": str(SCHEMA_VERSION).encode()},
+    metadata={
+        b"rayswap.schema": b"errors",
+        b"rayswap.schema_version": str(SCHEMA_VERSION).encode(),
+    },
 )
 
 # render manifest
@@ -100,7 +103,11 @@ def check_faces_schema(schema: pa.Schema, where: str) -> None:
     """Raise ValueError naming `where` if `schema` lacks a faces column or has a wrong type."""
     for field in FACES_SCHEMA:
         if field.name not in schema.names:
-            raise ValueError(f"{where}: not a rayswap faces dataset (missing column {field.name!r})")
+            raise ValueError(
+                f"{where}: not a rayswap faces dataset (missing column {field.name!r})"
+            )
         got = schema.field(field.name).type
         if got != field.type:
-            raise ValueError(f"{where}: column {field.name!r} has type {got}, expected {field.type}")
+            raise ValueError(
+                f"{where}: column {field.name!r} has type {got}, expected {field.type}"
+            )

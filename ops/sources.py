@@ -70,7 +70,9 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], identity: str | None) -> 
         elif plain.lower().endswith(MANIFEST_EXTENSIONS) and storage.exists(item):
             sources += read_manifest(item, identity)
         elif storage.is_dir(item):
-            sources += [VideoSource(f, default) for f in storage.list_files(item) if is_video_name(f)]
+            sources += [
+                VideoSource(f, default) for f in storage.list_files(item) if is_video_name(f)
+            ]
         else:
             sources.append(VideoSource(item, default))
     seen: set[tuple[str, str]] = set()

