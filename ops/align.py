@@ -85,7 +85,7 @@ def warp_face(frame: Frame, affine: Affine, size: int) -> Frame:
 def align_face(
     frame: Frame, landmarks_frame: Landmarks, size: int, coverage: float = 1.5
 ) -> tuple[Frame, Affine]:
-    """Return (crop, affine): the (size, size, 3) uint8 aligned crop and its frame -> crop affine."""
+    """Return (crop, affine): the (size, size, 3) uint8 crop and its frame -> crop affine."""
     affine = estimate_affine(landmarks_frame, size, coverage)
     return warp_face(frame, affine, size), affine
 
