@@ -34,7 +34,7 @@ def rotate_frame(frame: Frame, clockwise_deg: int) -> Frame:
 
 def _open_video_stream(container: av.container.InputContainer, path: str) -> av.video.VideoStream:
     if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
+        raise ValueError(f"{path}: no video stream (an empty or audio-only container)")
     return container.streams.video[0]
 
 
@@ -45,6 +45,16 @@ def _fps_of(stream: av.video.VideoStream, path: str) -> float:
     return float(rate)
 
 
+def open_container(path: str) -> av.container.InputContainer:
+    """Open a media file for reading; a file FFmpeg cannot parse raises ValueError naming it."""
+    try:
+        return av.open(path)
+    except av.error.InvalidDataError as exc:
+        raise ValueError(
+            f"{path}: not a readable video (truncated, corrupt or not a video file)"
+        ) from exc
+
+
 def probe_video(path: str) -> VideoInfo:
     """Read a video's header and its first frame; raise ValueError if it has no frames.
 
@@ -53,7 +63,8 @@ def probe_video(path: str) -> VideoInfo:
     Returns:
         VideoInfo with the displayed (rotated) size.
     """
-    with av.open(path) as container:
+    container = open_container(path)
+    with container:
         stream = _open_video_stream(container, path)
         fps = _fps_of(stream, path)
         duration_s = 0.0
@@ -109,7 +120,7 @@ def iter_frames(
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
-    with av.open(path) as container:
+    with open_container(path) as container:
         stream = _open_video_stream(container, path)
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = max(1, threads)

@@ -1,0 +1,147 @@
+"""Extract end to end on one shared local Ray: real clips, generated clips and bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import av
+import numpy as np
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from ops import schema
+from ops.align import template_landmarks, transform_points
+from ops.quality import decode_crop
+from ops.video import probe_video
+from pipelines.config import ExtractConfig
+from pipelines.extract import run_extract
+from tests.conftest import shared_video
+
+pytestmark = pytest.mark.ray
+
+
+def read_faces(out, identity: str):
+    return pads.dataset(str(out / "faces" / identity), format="parquet").to_table()
+
+
+def read_errors(out):
+    folder = out / "errors"
+    files = sorted(folder.glob("*.parquet")) if folder.exists() else []
+    if not files:
+        return []
+    return pads.dataset([str(f) for f in files], format="parquet").to_table().to_pylist()
+
+
+def extract(tmp_path, inputs, **overrides):
+    fields = dict(
+        inputs=tuple(str(i) for i in inputs),
+        out=str(tmp_path / "out"),
+        size=128,
+        workers=2,
+        segment_frames=40,
+    )
+    fields.update(overrides)
+    cfg = ExtractConfig(**fields)
+    return cfg, run_extract(cfg)
+
+
+def test_extract_real_clips_gives_one_sane_face_per_sampled_frame(ray_local, tmp_path):
+    clips = [
+        shared_video("person_a__mead_M030_front_neutral.mp4"),
+        shared_video("person_b__mead_W009_front_happy.mp4"),
+    ]
+    cfg, summary = extract(tmp_path, clips, identity="a", every_n=4)
+    table = read_faces(tmp_path / "out", "a")
+    schema.check_faces_schema(table.schema, "faces/a")
+    expected = sum(len(range(0, probe_video(str(c)).frame_count, 4)) for c in clips)
+    assert summary.n_failed == 0 and summary.counts["frames"] == expected
+    assert table.num_rows == expected  # MEAD clips show one face in every frame
+    rows = table.to_pylist()
+    assert {r[schema.IDENTITY] for r in rows} == {"a"}
+    assert len({(r[schema.VIDEO_ID], r[schema.FRAME], r[schema.FACE]) for r in rows}) == len(rows)
+    for row in rows[::7]:
+        crop = decode_crop(row[schema.IMAGE])
+        assert crop.shape == (128, 128, 3) and crop.dtype == np.uint8
+        landmarks = np.array(row[schema.LANDMARKS], np.float32).reshape(5, 2)
+        x0, y0, x1, y1 = row[schema.BBOX]
+        assert ((landmarks >= [x0 - 5, y0 - 5]) & (landmarks <= [x1 + 5, y1 + 5])).all()
+        assert landmarks[0, 0] < landmarks[1, 0] and landmarks[3, 0] < landmarks[4, 0]
+        affine = np.array(row[schema.AFFINE], np.float32).reshape(2, 3)
+        landmarks_crop = transform_points(landmarks, affine)
+        assert np.abs(landmarks_crop - template_landmarks(128, cfg.coverage)).max() < 8
+        assert row[schema.SCORE] >= cfg.min_score and row[schema.ERROR] is None
+
+
+def test_extract_segments_cover_every_frame_exactly_once(ray_local, tmp_path, sample_clips):
+    _, one = extract(tmp_path / "one", [sample_clips["a"]], identity="a", segment_frames=1000)
+    _, many = extract(tmp_path / "many", [sample_clips["a"]], identity="a", segment_frames=5)
+    frames_one = sorted(read_faces(tmp_path / "one" / "out", "a").column(schema.FRAME).to_pylist())
+    frames_many = sorted(
+        read_faces(tmp_path / "many" / "out", "a").column(schema.FRAME).to_pylist()
+    )
+    assert many.counts["segments"] > one.counts["segments"] == 1
+    assert frames_one == frames_many == list(range(12))
+
+
+def _bad_inputs(folder, good_clip):
+    folder.mkdir()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("this is a text file, not a video\n")
+    payload = open(good_clip, "rb").read()
+    (folder / "truncated.mp4").write_bytes(payload[: len(payload) // 2])
+    container = av.open(str(folder / "zero_frames.mp4"), "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    container.start_encoding()
+    container.close()
+    blank = [np.full((96, 96, 3), 90, np.uint8) for _ in range(10)]
+    from ops.video import write_video
+
+    write_video(blank, str(folder / "no_face.mp4"), 25)
+    shutil.copy(good_clip, folder / "good.mp4")
+    return ["empty.mp4", "notes.mp4", "truncated.mp4", "zero_frames.mp4"]
+
+
+def test_extract_bad_input_gets_error_rows_and_the_batch_goes_on(ray_local, tmp_path, sample_clips):
+    folder = tmp_path / "batch"
+    bad = _bad_inputs(folder, sample_clips["a"])
+    missing = str(tmp_path / "missing.mp4")
+    _, summary = extract(tmp_path, [folder, missing], identity="a")
+    errors = read_errors(tmp_path / "out")
+    failed = {r[schema.VIDEO].rsplit("/", 1)[-1] for r in errors}
+    assert failed == {*bad, "missing.mp4"}
+    for row in errors:
+        name = row[schema.VIDEO].rsplit("/", 1)[-1]
+        assert name in row[schema.ERROR] and ": " in row[schema.ERROR]
+    assert summary.n_failed == 5 and summary.n_ok == 2
+    table = read_faces(tmp_path / "out", "a")
+    good = [r for r in table.to_pylist() if r[schema.VIDEO].endswith("good.mp4")]
+    assert sorted(r[schema.FRAME] for r in good) == list(range(12))  # nothing good is lost
+    assert not any(r[schema.VIDEO].endswith("no_face.mp4") for r in table.to_pylist())
+    assert summary.counts["frames"] == 12 + 10  # the faceless clip was read, not an error
+
+
+def test_extract_rerun_skips_finished_segments_and_adds_no_rows(ray_local, tmp_path, sample_clips):
+    inputs = [sample_clips["a"], sample_clips["b"]]
+    _, first = extract(tmp_path, inputs, identity="a", segment_frames=5)
+    before = read_faces(tmp_path / "out", "a")
+    _, second = extract(tmp_path, inputs, identity="a", segment_frames=5)
+    after = read_faces(tmp_path / "out", "a")
+    assert first.counts["faces"] == before.num_rows == after.num_rows == 24
+    assert second.counts["skipped"] == second.counts["segments"] == first.counts["segments"]
+    assert second.counts["faces"] == 0
+    with pytest.raises(ValueError, match="--size"):
+        extract(tmp_path, inputs, identity="a", segment_frames=5, size=64)
+
+
+def test_extract_manifest_sets_identity_per_row(ray_local, tmp_path, sample_clips):
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text(f"uri,identity\n{sample_clips['a']},a\n{sample_clips['b']},b\n")
+    _, summary = extract(tmp_path, [manifest], every_n=3)
+    assert summary.n_failed == 0
+    for identity in ("a", "b"):
+        table = read_faces(tmp_path / "out", identity)
+        assert table.num_rows == 4 and set(table.column(schema.IDENTITY).to_pylist()) == {identity}
+    config = pq.read_schema(next((tmp_path / "out" / "faces" / "a").glob("*.parquet")))
+    assert config.metadata[b"rayswap.schema"] == b"faces"

@@ -1,0 +1,137 @@
+"""The `rayswap` CLI: help texts, usage errors before Ray starts, and a real extract run."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import extract as extract_stage
+from pipelines.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if the command gets as far as starting Ray."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("Ray was started for a bad invocation")
+
+    monkeypatch.setattr(extract_stage, "connect_ray", refuse)
+
+
+@pytest.mark.parametrize("command", [[], ["extract"], ["demo"]])
+def test_help_describes_every_command(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_extract_help_lists_the_main_options():
+    result = runner.invoke(app, ["extract", "--help"], terminal_width=200)
+    for flag in (
+        "--out",
+        "--identity",
+        "--every-n",
+        "--fps",
+        "--size",
+        "--coverage",
+        "--min-face",
+        "--min-score",
+        "--min-sharpness",
+        "--faces",
+        "--segment-frames",
+        "--workers",
+        "--cpus-per-worker",
+        "--address",
+        "--max-error-fraction",
+    ):
+        assert flag in result.output, flag
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["extract", "clip.mp4", "--out", "o", "--size", "100"], "--size"),
+        (["extract", "clip.mp4", "--out", "o", "--faces", "some"], "--faces"),
+        (["extract", "clip.mp4", "--out", "o", "--every-n", "0"], "--every-n"),
+        (["extract", "clip.mp4", "--out", "o", "--bogus"], "--bogus"),
+        (["extract", "clip.mp4"], "--out"),
+        (["extract", "--out", "o"], "INPUTS"),
+        (["extract", "nothing/*.mp4", "--out", "o", "--identity", "../x"], "--identity"),
+    ],
+)
+def test_bad_invocation_exits_2_naming_the_flag_before_ray(no_ray, args, flag):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert flag.lower() in result.output.lower()
+
+
+def test_extract_refuses_to_resume_with_other_settings(no_ray, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_config.json").write_text('{"config": {"size": 128}}')
+    result = runner.invoke(app, ["extract", str(tmp_path), "--out", str(out), "--size", "256"])
+    assert result.exit_code == 2
+    assert "--size" in result.output
+
+
+@pytest.mark.ray
+def test_extract_command_prints_a_summary_and_fails_on_errors(ray_local, tmp_path, sample_clips):
+    out = tmp_path / "out"
+    ok = runner.invoke(
+        app,
+        [
+            "extract",
+            sample_clips["a"],
+            "--out",
+            str(out),
+            "--identity",
+            "a",
+            "--size",
+            "64",
+            "--workers",
+            "1",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "12 faces" in ok.output and str(out) in ok.output
+    missing = str(tmp_path / "gone.mp4")
+    bad = runner.invoke(
+        app,
+        [
+            "extract",
+            sample_clips["a"],
+            missing,
+            "--out",
+            str(out),
+            "--identity",
+            "a",
+            "--size",
+            "64",
+            "--workers",
+            "1",
+        ],
+    )
+    assert bad.exit_code == 1
+    assert "gone.mp4" in bad.output
+    tolerated = runner.invoke(
+        app,
+        [
+            "extract",
+            sample_clips["a"],
+            missing,
+            "--out",
+            str(out),
+            "--identity",
+            "a",
+            "--size",
+            "64",
+            "--workers",
+            "1",
+            "--max-error-fraction",
+            "0.5",
+        ],
+    )
+    assert tolerated.exit_code == 0
