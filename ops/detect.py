@@ -42,7 +42,8 @@ class RetinaFaceDetector:
     """RetinaFace (MobileNet-0.25) through onnxruntime.
 
     Args:
-        threads: intra-op threads of the session; set it to the CPUs the caller owns.
+        threads: intra-op threads of the session; set it to the CPUs the caller owns
+            (0 leaves onnxruntime's default of one thread per core).
         max_side: frames whose longer side exceeds this are downscaled before detection.
         score_threshold: minimum face confidence.
         providers: onnxruntime execution providers (CPU by default).
@@ -59,9 +60,10 @@ class RetinaFaceDetector:
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32 px, got {max_side}")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads > 0:  # 0 keeps onnxruntime's default (one thread per core)
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(
             WEIGHTS, sess_options=options, providers=providers or ["CPUExecutionProvider"]
         )

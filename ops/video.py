@@ -116,14 +116,15 @@ def iter_frames(
         path: a local file path.
         start, stop: frame range [start, stop); stop None means to the end.
         every_n: keep frames whose index is a multiple of every_n.
-        threads: decoder threads (use the CPUs the caller owns).
+        threads: decoder threads (use the CPUs the caller owns; 0 = FFmpeg's default).
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
     with open_container(path) as container:
         stream = _open_video_stream(container, path)
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = max(1, threads)
+        if threads > 0:  # 0 keeps FFmpeg's default (one thread per core)
+            stream.codec_context.thread_count = threads
         fps = _fps_of(stream, path)
         time_base = float(stream.time_base)
         origin = stream.start_time or 0
