@@ -61,6 +61,8 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], identity: str | None) -> 
     sources: list[VideoSource] = []
     default = identity or DEFAULT_IDENTITY
     for item in inputs:
+        if not storage.is_uri(item):
+            item = os.path.abspath(os.path.expanduser(item))  # workers may run elsewhere
         plain = storage.strip_query(item)
         if any(c in plain for c in storage.GLOB_CHARS):
             matches = [m for m in storage.expand_glob(item) if is_video_name(m)]
