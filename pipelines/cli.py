@@ -18,6 +18,7 @@ import typer
 
 from pipelines.cli_common import (
     AddressOption,
+    absolute,
     MaxErrorOption,
     Progress,
     build_config,
@@ -121,7 +122,7 @@ def extract(
     cfg = build_config(
         ExtractConfig,
         inputs=tuple(inputs),
-        out=out,
+        out=absolute(out),
         identity=identity,
         every_n=every_n,
         fps=fps,

@@ -5,6 +5,7 @@ Only the CLI modules print or exit; stages return summaries.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Annotated
@@ -24,6 +25,13 @@ AddressOption = Annotated[
 MaxErrorOption = Annotated[
     float, typer.Option(help="Exit with code 1 when more than this fraction of inputs failed.")
 ]
+
+
+def absolute(path: str) -> str:
+    """Local paths become absolute (Ray workers may run in another folder); URIs stay."""
+    from ops.storage import is_uri
+
+    return path if is_uri(path) else os.path.abspath(os.path.expanduser(path))
 
 
 def build_config(factory, **fields):
