@@ -18,9 +18,9 @@ import typer
 
 from pipelines.cli_common import (
     AddressOption,
-    absolute,
     MaxErrorOption,
     Progress,
+    absolute,
     build_config,
     finish,
     usage_check,
