@@ -8,23 +8,36 @@ and kept as floats (the library rounds them to ints).
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Protocol
 
 import cv2
 import numpy as np
 import onnxruntime as ort
-from retinaface.postprocess import (
-    ANCHOR_SIZES,
-    ANCHOR_STRIDES,
-    filter_results,
-    generate_anchors,
-    rebuild_boxes,
-    rebuild_pts,
-)
-from retinaface.preprocess import preprocess as rf_preprocess
 from retinaface.weights import WEIGHTS
 
 from ops.types import Detection, Frame
+
+# RetinaFace (MobileNet-0.25) anchor layout and box coding, as the weights were trained.
+MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+STRIDES = (8, 16, 32)
+ANCHOR_PX = ((16, 32), (64, 128), (256, 512))  # square anchor sides per stride
+CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
+
+
+@lru_cache(maxsize=32)
+def anchor_grid(height: int, width: int) -> np.ndarray:
+    """All anchors of a (height, width) network input: (N, 4) float32 cx, cy, w, h in px."""
+    parts = []
+    for stride, sides in zip(STRIDES, ANCHOR_PX, strict=True):
+        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+        centres = np.repeat(centres, len(sides), axis=0)  # each cell: one anchor per side
+        side = np.tile(np.asarray(sides, dtype=np.float64), rows * cols)[:, None]
+        parts.append(np.hstack([centres, side, side]))
+    return np.vstack(parts).astype(np.float32)
 
 
 class Detector(Protocol):
@@ -93,44 +106,54 @@ class RetinaFaceDetector:
             small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
         else:
             small = frames
-        blob = rf_preprocess(np.stack(small))  # (B, 3, h, w) float32 BGR minus mean
-        outputs = self.session.run(None, {"input": blob})
-        sy = height / blob.shape[2]
-        sx = width / blob.shape[3]
-        return self._decode(outputs, blob.shape, sx, sy)
+        # (B, 3, h, w) float32, BGR minus the training mean
+        blob = cv2.dnn.blobFromImages(small, 1.0, None, tuple(MEAN_BGR.tolist()), swapRB=True)
+        boxes, scores, points = self.session.run(None, {"input": blob})
+        anchors = anchor_grid(blob.shape[2], blob.shape[3])
+        scale = np.array([width / blob.shape[3], height / blob.shape[2]], dtype=np.float32)
+        return [
+            self._decode_frame(boxes[i], scores[i, :, 1], points[i], anchors, scale)
+            for i in range(len(frames))
+        ]
 
-    def _decode(self, outputs: list[np.ndarray], shape: tuple, sx: float, sy: float):
-        boxes, scores, points = (np.array(o, dtype=np.float32) for o in outputs)
-        batch, _, height, width = shape
-        start = 0
-        for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES, strict=True):
-            anchors = generate_anchors(stride, sizes, width, height, batch)
-            end = start + anchors.shape[1]
-            boxes[:, start:end] = rebuild_boxes(boxes[:, start:end], anchors)
-            points[:, start:end] = rebuild_pts(points[:, start:end], anchors)
-            start = end
-        boxes *= np.array([width, height] * 2, dtype=np.float32)
-        points *= np.array([width, height] * 5, dtype=np.float32)
-        results = []
-        for frame_boxes, frame_scores, frame_points in zip(boxes, scores, points, strict=True):
-            kept = filter_results(
-                frame_boxes,
-                frame_scores,
-                frame_points,
-                score_threshold=self.score_threshold,
-                nms_threshold=self.nms_threshold,
+    def _decode_frame(
+        self,
+        box_codes: np.ndarray,
+        face_scores: np.ndarray,
+        point_codes: np.ndarray,
+        anchors: np.ndarray,
+        scale: np.ndarray,
+    ) -> list[Detection]:
+        """Decode the anchors above the score threshold, then non-maximum suppression."""
+        keep = np.flatnonzero(face_scores > self.score_threshold)
+        if keep.size == 0:
+            return []
+        centre, side = anchors[keep, :2], anchors[keep, 2:]
+        codes = box_codes[keep]
+        box_centre = centre + codes[:, :2] * CENTER_VARIANCE * side
+        box_size = side * np.exp(codes[:, 2:] * SIZE_VARIANCE)
+        corner = box_centre - box_size / 2
+        points = centre[:, None, :] + point_codes[keep].reshape(-1, 5, 2) * (
+            CENTER_VARIANCE * side[:, None, :]
+        )
+        chosen = cv2.dnn.NMSBoxes(
+            np.hstack([corner, box_size]).tolist(),
+            face_scores[keep].tolist(),
+            self.score_threshold,
+            self.nms_threshold,
+        )
+        detections = []
+        for i in sorted(np.asarray(chosen).reshape(-1), key=lambda j: -face_scores[keep[j]]):
+            x0, y0 = corner[i] * scale
+            x1, y1 = (corner[i] + box_size[i]) * scale
+            detections.append(
+                Detection(
+                    bbox=np.array([x0, y0, x1, y1], dtype=np.float32),
+                    landmarks=(points[i] * scale).astype(np.float32),
+                    score=float(face_scores[keep[i]]),
+                )
             )
-            results.append([_to_detection(b, s, p, sx, sy) for b, s, p in zip(*kept, strict=True)])
-        return results
-
-
-def _to_detection(
-    box: np.ndarray, score: float, pts: np.ndarray, sx: float, sy: float
-) -> Detection:
-    x, y, w, h = (float(v) for v in box)
-    bbox = np.array([x * sx, y * sy, (x + w) * sx, (y + h) * sy], dtype=np.float32)
-    landmarks = pts.reshape(5, 2).astype(np.float32) * np.array([sx, sy], dtype=np.float32)
-    return Detection(bbox=bbox, landmarks=landmarks, score=float(score))
+        return detections
 
 
 def detect_faces(detector: Detector, frame: Frame) -> list[Detection]:
