@@ -40,6 +40,7 @@ from ops.video import every_n_for_fps, iter_frames, probe_video
 from pipelines.config import ExtractConfig, StageSummary, config_json
 from pipelines.ray_setup import connect_ray, plan_workers
 
+PLAN_TASKS = 4  # concurrent probe tasks
 REPORT_KEYS = (
     "video",
     "video_id",
@@ -291,10 +292,12 @@ def build_extract_dataset(
     items = [{"video": s.uri, "identity": s.identity} for s in sources]
     cfg_dict = asdict(cfg)
     # [1] plan: probe each video and split it into segments (light, I/O bound)
+    # Probing is I/O bound: it takes no CPU slot, so the actors may own every CPU.
     segments = ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
         plan_segments,
         fn_kwargs={"cfg": cfg_dict, "done": done},
-        num_cpus=0.25,
+        num_cpus=0,
+        compute=ray.data.TaskPoolStrategy(size=PLAN_TASKS),
     )
     # [2] extract: one actor per worker holds a detector; one segment per call
     return segments.map_batches(
@@ -303,8 +306,6 @@ def build_extract_dataset(
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=cfg.cpus_per_worker,
-        max_restarts=2,
-        max_task_retries=2,
     )
 
 
@@ -343,7 +344,7 @@ def run_extract(
     write_configs(cfg)
     done = list_done_segments(cfg.out)
     connect_ray(cfg.address)
-    workers = plan_workers(cfg.workers, cfg.cpus_per_worker)
+    workers = plan_workers(cfg.workers, cfg.cpus_per_worker, reserve_cpus=0.0)
     dataset = build_extract_dataset(cfg, sources, done, workers)
 
     totals = {
@@ -381,5 +382,5 @@ def run_extract(
         errors_path=storage.join(cfg.out, "errors"),
         seconds=seconds,
         counts=totals,
-        errors=[f"{video}: {error}" for video, error in failed_videos.items()],
+        errors=list(failed_videos.values()),  # each error names its file
     )

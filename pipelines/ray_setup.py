@@ -25,6 +25,7 @@ def connect_ray(address: str | None = None) -> None:
     )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI prints its own progress line
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def cluster_cpus() -> float:

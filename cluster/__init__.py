@@ -1,0 +1,1 @@
+"""How to run rayswap on a cluster: launcher YAML, KubeRay manifests, job submission."""
