@@ -37,7 +37,7 @@ from ops.detect import RetinaFaceDetector, select_faces
 from ops.quality import encode_crop, sharpness
 from ops.sources import VideoSource, expand_inputs, video_id
 from ops.video import every_n_for_fps, iter_frames, probe_video
-from pipelines.config import ExtractConfig, StageSummary, config_json
+from pipelines.config import ExtractConfig, StageSummary, config_json, parse_label_selector
 from pipelines.ray_setup import connect_ray, plan_workers
 
 PLAN_TASKS = 4  # concurrent probe tasks
@@ -297,7 +297,7 @@ def build_extract_dataset(
         plan_segments,
         fn_kwargs={"cfg": cfg_dict, "done": done},
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=PLAN_TASKS),
+        compute=ray.data.TaskPoolStrategy(size=min(PLAN_TASKS, max(1, len(items)))),
     )
     # [2] extract: one actor per worker holds a detector; one segment per call
     return segments.map_batches(
@@ -306,6 +306,7 @@ def build_extract_dataset(
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=cfg.cpus_per_worker,
+        label_selector=parse_label_selector(cfg.label_selector),  # e.g. CPU nodes only
     )
 
 

@@ -145,3 +145,20 @@ def test_extract_manifest_sets_identity_per_row(ray_local, tmp_path, sample_clip
         assert table.num_rows == 4 and set(table.column(schema.IDENTITY).to_pylist()) == {identity}
     config = pq.read_schema(next((tmp_path / "out" / "faces" / "a").glob("*.parquet")))
     assert config.metadata[b"rayswap.schema"] == b"faces"
+
+
+def test_extract_faces_all_keeps_every_face_of_a_crowded_frame(ray_local, tmp_path):
+    clip = shared_video("hard_multiface_profiles__face_recognition_short_hamilton_clip.mp4")
+    _, every = extract(
+        tmp_path / "all", [clip], identity="cast", every_n=25, faces="all", min_face=20
+    )
+    _, largest = extract(tmp_path / "one", [clip], identity="cast", every_n=25, min_face=20)
+    rows_all = read_faces(tmp_path / "all" / "out", "cast").to_pylist()
+    rows_one = read_faces(tmp_path / "one" / "out", "cast").to_pylist()
+    per_frame = {}
+    for row in rows_all:
+        per_frame.setdefault(row[schema.FRAME], []).append(row[schema.FACE])
+    assert max(len(faces) for faces in per_frame.values()) >= 2
+    assert all(sorted(faces) == list(range(len(faces))) for faces in per_frame.values())
+    assert len({r[schema.FRAME] for r in rows_one}) == len(rows_one) == len(per_frame)
+    assert every.counts["frames"] == largest.counts["frames"] == 11
