@@ -109,6 +109,13 @@ def extract(
         int, typer.Option(help="Detect on frames downscaled to this longer side, in px.")
     ] = 640,
     image_format: Annotated[str, typer.Option(help="Crop encoding: jpeg, png or webp.")] = "jpeg",
+    label_selector: Annotated[
+        str | None,
+        typer.Option(
+            help="Run extractor actors only on nodes with these Ray labels, e.g. "
+            "'node-kind=cpu' (the CPU group of cluster/cluster.yaml). Default: anywhere."
+        ),
+    ] = None,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
 ) -> None:
@@ -139,6 +146,7 @@ def extract(
         image_format=image_format,
         address=address,
         max_error_fraction=max_error_fraction,
+        label_selector=label_selector,
     )
     sources = usage_check(prepare_extract, cfg)
     typer.echo(f"extract: {len(sources)} videos -> {cfg.out}", err=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
@@ -44,9 +45,11 @@ class ExtractConfig:
     image_format: str = "jpeg"
     address: str | None = None
     max_error_fraction: float = 0.0
+    label_selector: str | None = None  # e.g. "node-kind=cpu": run actors on such nodes only
 
     def __post_init__(self) -> None:
         _check(len(self.inputs) > 0, "inputs", self.inputs, "give at least one INPUT")
+        parse_label_selector(self.label_selector)  # raises ValueError naming the flag
         _check(bool(self.out), "out", self.out, "give an output directory or URI")
         _check(self.every_n >= 1, "every_n", self.every_n, "must be >= 1")
         _check(self.fps is None or self.fps > 0, "fps", self.fps, "must be > 0")
@@ -100,6 +103,23 @@ class ExtractConfig:
         "detect_size",
         "image_format",
     )
+
+
+def parse_label_selector(text: str | None) -> dict[str, str] | None:
+    """Parse "key=value,key2=value2" into {"key": "value", ...} for Ray's `label_selector`.
+
+    Values use Ray's selector syntax: `cpu`, `!gpu`, `in(a,b)`, `!in(a,b)`. None or ""
+    means no constraint (local runs).
+    """
+    if not text:
+        return None
+    parts = [p.strip() for p in re.split(r",(?![^(]*\))", text) if p.strip()]
+    pairs = [p.split("=", 1) for p in parts]
+    if not pairs or any(len(kv) != 2 or not kv[0].strip() or not kv[1].strip() for kv in pairs):
+        raise ValueError(
+            f"--label-selector: {text!r} is invalid; use key=value[,key=value], e.g. node-kind=cpu"
+        )
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def _safe_name(name: str) -> bool:
