@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
 import os
 import posixpath
 import shutil
@@ -114,6 +115,21 @@ def local_copy(path: str) -> Iterator[str]:
             shutil.copyfileobj(src, tmp, length=4 * 1024 * 1024)
         tmp.flush()
         yield tmp.name
+
+
+@contextlib.contextmanager
+def open_media(path: str, buffer_bytes: int = 8 * 1024 * 1024) -> Iterator[str | io.BufferedReader]:
+    """Yield something PyAV can open: the local path, or a buffered random-access stream.
+
+    Object-store videos are read in place with ranged reads (8 MiB at a time), so a
+    segment in the middle of a two-hour file fetches only the bytes it decodes.
+    """
+    if not is_uri(path):
+        yield resolve(path)[1]
+        return
+    filesystem, inner = resolve(path)
+    with filesystem.open_input_file(inner) as raw:
+        yield io.BufferedReader(raw, buffer_size=buffer_bytes)
 
 
 def read_bytes(path: str) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -45,25 +46,34 @@ def _fps_of(stream: av.video.VideoStream, path: str) -> float:
     return float(rate)
 
 
-def open_container(path: str) -> av.container.InputContainer:
+Source = str | BinaryIO  # a local path, or a seekable binary stream (object-store file)
+
+
+def _name(source: Source) -> str:
+    return source if isinstance(source, str) else str(getattr(source, "name", "<stream>"))
+
+
+def open_container(source: Source) -> av.container.InputContainer:
     """Open a media file for reading; a file FFmpeg cannot parse raises ValueError naming it."""
+    path = _name(source)
     try:
-        return av.open(path)
+        return av.open(source)
     except av.error.InvalidDataError as exc:
         raise ValueError(
             f"{path}: not a readable video (truncated, corrupt or not a video file)"
         ) from exc
 
 
-def probe_video(path: str) -> VideoInfo:
+def probe_video(source: Source) -> VideoInfo:
     """Read a video's header and its first frame; raise ValueError if it has no frames.
 
     Args:
-        path: a local file path.
+        source: a local file path or a seekable binary stream.
     Returns:
         VideoInfo with the displayed (rotated) size.
     """
-    container = open_container(path)
+    path = _name(source)
+    container = open_container(source)
     with container:
         stream = _open_video_stream(container, path)
         fps = _fps_of(stream, path)
@@ -101,7 +111,7 @@ def every_n_for_fps(video_fps: float, target_fps: float | None, every_n: int) ->
 
 
 def iter_frames(
-    path: str,
+    source: Source,
     start: int = 0,
     stop: int | None = None,
     every_n: int = 1,
@@ -113,14 +123,15 @@ def iter_frames(
     of a long video costs about one GOP of extra decoding. Frames are upright RGB uint8.
 
     Args:
-        path: a local file path.
+        source: a local file path or a seekable binary stream.
         start, stop: frame range [start, stop); stop None means to the end.
         every_n: keep frames whose index is a multiple of every_n.
         threads: decoder threads (use the CPUs the caller owns; 0 = FFmpeg's default).
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
-    with open_container(path) as container:
+    path = _name(source)
+    with open_container(source) as container:
         stream = _open_video_stream(container, path)
         stream.thread_type = "AUTO"
         if threads > 0:  # 0 keeps FFmpeg's default (one thread per core)

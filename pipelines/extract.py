@@ -112,7 +112,7 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
             raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
         if storage.file_info(uri).size == 0:
             raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
-        with storage.local_copy(uri) as local:
+        with storage.open_media(uri) as local:
             info = probe_video(local)
     except Exception as exc:  # noqa: BLE001 - recorded as an error row
         return [_report(base, stage="probe", error=_name_file(uri, exc)) | {"every_n": 1}]
@@ -191,7 +191,7 @@ class FaceExtractor:
         stop = None if row["stop"] < 0 else row["stop"]
         rows: list[dict] = []
         frames = filtered = 0
-        with storage.local_copy(row["video"]) as local:
+        with storage.open_media(row["video"]) as local:
             stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads)
             for chunk in _batched(stream, cfg.detect_batch):
                 detections = self.detector.detect_batch([frame for _, _, frame in chunk])
