@@ -1,0 +1,179 @@
+"""`rayswap submit | jobs | logs | stop`: run stages as Ray jobs on a cluster.
+
+    rayswap submit --address http://127.0.0.1:8265 -- extract s3://bucket/videos/ --out s3://...
+    rayswap submit --no-wait -- train s3://bucket/faces/ --out s3://bucket/ckpt/
+    rayswap jobs
+    rayswap logs rayswap-extract-20261124-101500-1a2b3c --follow
+    rayswap stop rayswap-extract-20261124-101500-1a2b3c
+
+The address is the Jobs API (dashboard, port 8265), taken from --address or
+RAY_API_SERVER_ADDRESS; keep it off the public network (SSH tunnel or port-forward). The
+auth token comes from RAY_AUTH_TOKEN or ~/.ray/auth_token. Cluster errors (unreachable,
+token refused, unknown job) print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+JobsAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray Jobs API of the cluster (http://HOST:8265). Default: RAY_API_SERVER_ADDRESS, "
+        "else http://127.0.0.1:8265 (a tunnel or port-forward to the head).",
+        envvar="RAY_API_SERVER_ADDRESS",
+        show_default=False,
+    ),
+]
+NOT_STAGES = ("submit", "jobs", "logs", "stop")
+
+
+def _cluster_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a cluster.submit call; a ClusterError becomes one line on stderr and exit 1."""
+    from cluster.submit import ClusterError
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # no per-file packaging notes
+    logging.getLogger("ray._private.runtime_env.working_dir").setLevel(logging.ERROR)
+    try:
+        return fn(*args, **kwargs)
+    except ClusterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _parse_env(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` sets a value; a bare `KEY` forwards this shell's value."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise typer.BadParameter(f"--env: {key} is not set in this shell")
+            value = os.environ[key]
+        if not key:
+            raise typer.BadParameter(f"--env: {item!r} is invalid; use KEY=VALUE or KEY")
+        env[key] = value
+    return env
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the job commands to the rayswap app."""
+
+    def stages() -> list[str]:
+        names = (c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands)
+        return sorted(name for name in names if name and name not in NOT_STAGES)
+
+    @app.command()
+    def submit(
+        stage_args: Annotated[
+            list[str],
+            typer.Argument(
+                metavar="-- STAGE ARGS...",
+                help="After --: the stage and its arguments, as you would type them after "
+                "`rayswap` (paths are paths on the cluster; prefer s3:// URIs).",
+                show_default=False,
+            ),
+        ],
+        address: JobsAddressOption = None,
+        wait: Annotated[
+            bool, typer.Option(help="Follow the job's logs until it ends; exit 1 if it failed.")
+        ] = True,
+        env: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Environment variable for the job: KEY=VALUE, or KEY to forward this "
+                "shell's value (e.g. --env AWS_ENDPOINT_URL). Repeatable. Visible in the "
+                "dashboard: prefer node credentials for secrets."
+            ),
+        ] = None,
+        job_id: Annotated[
+            str | None, typer.Option(help="Submission id. Default: rayswap-STAGE-TIME-RANDOM.")
+        ] = None,
+        working_dir: Annotated[
+            str | None,
+            typer.Option(help="Project folder shipped to the cluster. Default: this checkout."),
+        ] = None,
+    ) -> None:
+        """Run a stage on a Ray cluster as a job (the project is shipped as its working dir).
+
+        Example: rayswap submit -- extract s3://bucket/videos/ --out s3://bucket/faces/
+        """
+        from cluster import submit as jobs
+
+        if not stage_args or stage_args[0] not in stages():
+            got = stage_args[0] if stage_args else "nothing"
+            raise typer.BadParameter(
+                f"STAGE: got {got!r}; give one of {', '.join(stages())} after --, "
+                "e.g. rayswap submit -- extract clips/ --out s3://bucket/faces/"
+            )
+        env_vars = _parse_env(env or [])
+        job = _cluster_call(jobs.submit, stage_args, address, job_id, working_dir, env_vars or None)
+        typer.echo(f"submitted {job}", err=True)
+        if not wait:
+            typer.echo(job)
+            return
+        try:
+            status = _cluster_call(jobs.follow_logs, job, _write, address)
+        except KeyboardInterrupt:
+            typer.echo(f"\ndetached; the job goes on. Stop it with: rayswap stop {job}", err=True)
+            raise typer.Exit(130) from None
+        typer.echo(f"job {job}: {status}", err=True)
+        if status != "SUCCEEDED":
+            raise typer.Exit(1)
+
+    @app.command("jobs")
+    def list_jobs(address: JobsAddressOption = None) -> None:
+        """List the cluster's jobs, newest first: id, status, start time, entrypoint."""
+        from cluster import submit as jobs
+
+        rows = _cluster_call(jobs.list_jobs, address)
+        if not rows:
+            typer.echo("no jobs", err=True)
+        for row in rows:
+            started = (
+                datetime.fromtimestamp(row["start_time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
+                if row["start_time"]
+                else "-"
+            )
+            typer.echo(f"{row['job_id']}  {row['status']:<9}  {started}  {row['entrypoint']}")
+
+    @app.command()
+    def logs(
+        job: Annotated[str, typer.Argument(help="Job id (see `rayswap jobs`).")],
+        address: JobsAddressOption = None,
+        follow: Annotated[
+            bool, typer.Option("--follow", "-f", help="Stream until it ends.")
+        ] = False,
+    ) -> None:
+        """Print a job's logs; --follow streams them until the job ends."""
+        from cluster import submit as jobs
+
+        if follow:
+            status = _cluster_call(jobs.follow_logs, job, _write, address)
+            typer.echo(f"job {job}: {status}", err=True)
+        else:
+            _write(_cluster_call(jobs.job_logs, job, address))
+
+    @app.command()
+    def stop(
+        job: Annotated[str, typer.Argument(help="Job id (see `rayswap jobs`).")],
+        address: JobsAddressOption = None,
+    ) -> None:
+        """Stop a running job (its Ray workers are stopped; finished outputs stay)."""
+        from cluster import submit as jobs
+
+        stopped = _cluster_call(jobs.stop_job, job, address)
+        typer.echo(f"{job}: {'stopping' if stopped else 'already ended'}")
