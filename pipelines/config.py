@@ -179,3 +179,97 @@ def config_json(config: Any, **extra: Any) -> str:
         sort_keys=True,
         default=str,
     )
+
+
+TRAIN_RESOLUTIONS = (64, 128, 256)
+AUGMENT_IN_CHOICES = ("data", "worker")
+EXPORT_DIRECTIONS = ("a2b", "b2a")
+EXPORT_FORMATS = ("torchscript", "onnx")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `rayswap train`; passed to every Ray Train worker as a dict."""
+
+    a: str
+    b: str
+    out: str
+    workers: int = 1
+    gpu: bool = False
+    resolution: int = 64
+    batch_size: int = 16  # per worker and per identity
+    steps: int = 1000
+    lr: float = 1e-4
+    save_every: int = 250
+    log_every: int = 10
+    width: int = 32
+    latent_dim: int = 256
+    cpus_per_worker: float = 1.0
+    augment_in: str = "data"  # "data": Ray Data CPU tasks; "worker": inside each train worker
+    preview_faces: int = 4
+    keep_checkpoints: int = 3
+    max_failures: int = 3
+    seed: int = 0
+    address: str | None = None
+    fail_at_step: int | None = None  # fault-injection for tests: raise once, at this step
+
+    def __post_init__(self) -> None:
+        _check(bool(self.a), "a", self.a, "give the faces folder of identity a")
+        _check(bool(self.b), "b", self.b, "give the faces folder of identity b")
+        _check(self.a != self.b, "b", self.b, "must differ from --a")
+        _check(bool(self.out), "out", self.out, "give an output directory or URI")
+        _check(self.workers >= 1, "workers", self.workers, "must be >= 1")
+        _check(
+            self.resolution in TRAIN_RESOLUTIONS,
+            "resolution",
+            self.resolution,
+            f"choose one of {TRAIN_RESOLUTIONS}",
+        )
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        _check(0 < self.lr < 1, "lr", self.lr, "must be in (0, 1)")
+        _check(self.save_every >= 1, "save_every", self.save_every, "must be >= 1")
+        _check(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        _check(self.width >= 4, "width", self.width, "must be >= 4")
+        _check(self.latent_dim >= 8, "latent_dim", self.latent_dim, "must be >= 8")
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
+        _check(
+            self.augment_in in AUGMENT_IN_CHOICES,
+            "augment_in",
+            self.augment_in,
+            f"choose one of {AUGMENT_IN_CHOICES}",
+        )
+        _check(1 <= self.preview_faces <= 16, "preview_faces", self.preview_faces, "1 to 16")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, ">= 1")
+        _check(self.max_failures >= -1, "max_failures", self.max_failures, ">= 0, or -1 (no limit)")
+        _check(
+            self.fail_at_step is None or 0 <= self.fail_at_step < self.steps,
+            "fail_at_step",
+            self.fail_at_step,
+            "must be in [0, steps)",
+        )
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of `rayswap export`."""
+
+    checkpoint: str
+    out: str
+    direction: str = "a2b"
+    format: str = "torchscript"
+    atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        _check(bool(self.checkpoint), "checkpoint", self.checkpoint, "give a checkpoint")
+        _check(bool(self.out), "out", self.out, "give an output file")
+        _check(
+            self.direction in EXPORT_DIRECTIONS,
+            "direction",
+            self.direction,
+            f"choose one of {EXPORT_DIRECTIONS}",
+        )
+        _check(
+            self.format in EXPORT_FORMATS, "format", self.format, f"choose one of {EXPORT_FORMATS}"
+        )
+        _check(self.atol > 0, "atol", self.atol, "must be > 0")
