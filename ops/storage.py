@@ -50,8 +50,13 @@ def join(base: str, *parts: str) -> str:
 
 
 def strip_query(uri: str) -> str:
-    """A URI without its query string (for display and stable ids)."""
-    return uri.split("?", 1)[0]
+    """A URI without its query string or credentials (for display, rows and stable ids)."""
+    uri = uri.split("?", 1)[0]
+    if is_uri(uri):
+        split = urlsplit(uri)
+        if "@" in split.netloc:  # s3://KEY:SECRET@bucket/... never leaves in a row or a log
+            return f"{split.scheme}://{split.netloc.rsplit('@', 1)[1]}{split.path}"
+    return uri
 
 
 def exists(path: str) -> bool:
@@ -75,7 +80,8 @@ def _rebuild(base: str, inner_base: str, inner: str) -> str:
         return inner
     split = urlsplit(base)
     query = f"?{split.query}" if split.query else ""
-    return f"{split.scheme}://{inner}{query}"
+    userinfo = split.netloc.rsplit("@", 1)[0] + "@" if "@" in split.netloc else ""
+    return f"{split.scheme}://{userinfo}{inner}{query}"
 
 
 def list_files(path: str, recursive: bool = True) -> list[str]:
@@ -89,7 +95,8 @@ def list_files(path: str, recursive: bool = True) -> list[str]:
 
 def expand_glob(pattern: str) -> list[str]:
     """Files matching a glob such as `/data/**/*.mp4` or `s3://bucket/clips/*.mp4`."""
-    split_at = min((pattern.find(c) for c in GLOB_CHARS if c in pattern), default=-1)
+    path_part = pattern.split("?", 1)[0] if is_uri(pattern) else pattern  # not the query's "?"
+    split_at = min((path_part.find(c) for c in GLOB_CHARS if c in path_part), default=-1)
     if split_at < 0:
         return [pattern] if exists(pattern) else []
     base = pattern[:split_at].rsplit("/", 1)[0] or "/"
@@ -98,7 +105,7 @@ def expand_glob(pattern: str) -> list[str]:
         pattern, query = pattern.split("?", 1)
         base = base.split("?", 1)[0]
     candidates = list_files(base + (f"?{query}" if query else ""))
-    plain = pattern.replace("**/", "*")
+    plain = strip_query(pattern).replace("**/", "*")
     return [c for c in candidates if fnmatch.fnmatch(strip_query(c), plain)]
 
 
