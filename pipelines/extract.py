@@ -53,6 +53,7 @@ REPORT_KEYS = (
     "faces",
     "filtered",
     "seconds",
+    "began_at",  # wall clock (epoch s) when the segment's work began
 )
 
 
@@ -90,7 +91,7 @@ def list_done_segments(out: str) -> frozenset[str]:
 
 def _report(row: dict, **fields) -> dict:
     report = {key: row.get(key) for key in REPORT_KEYS}
-    report.update(frames=0, faces=0, filtered=0, seconds=0.0, stage="", error="")
+    report.update(frames=0, faces=0, filtered=0, seconds=0.0, began_at=0.0, stage="", error="")
     report.update(fields)
     return report
 
@@ -165,7 +166,7 @@ class FaceExtractor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         reports = []
         for row in _rows(batch):
-            started = time.perf_counter()
+            started, began_at = time.perf_counter(), time.time()
             if row["stage"] == "done":
                 reports.append(_report(row, stage="skipped"))
                 continue
@@ -175,14 +176,26 @@ class FaceExtractor:
                 counts = self._extract_segment(row)
                 storage.delete_file(error_path(self.out, row["video_id"], row["start"]))
                 reports.append(
-                    _report(row, stage="ok", seconds=time.perf_counter() - started, **counts)
+                    _report(
+                        row,
+                        stage="ok",
+                        seconds=time.perf_counter() - started,
+                        began_at=began_at,
+                        **counts,
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
                 stage = exc.stage if isinstance(exc, _Recorded) else "extract"
                 error = exc.error if isinstance(exc, _Recorded) else _name_file(row["video"], exc)
                 self._write_error(row, stage, error)
                 reports.append(
-                    _report(row, stage=stage, error=error, seconds=time.perf_counter() - started)
+                    _report(
+                        row,
+                        stage=stage,
+                        error=error,
+                        seconds=time.perf_counter() - started,
+                        began_at=began_at,
+                    )
                 )
         return {key: [r[key] for r in reports] for key in REPORT_KEYS}
 
@@ -359,7 +372,10 @@ def run_extract(
         "workers": workers,
     }
     failed_videos: dict[str, str] = {}
+    first_began = float("inf")
     for report in dataset.iter_rows():
+        if report["began_at"]:
+            first_began = min(first_began, report["began_at"])
         totals["segments"] += 1
         totals["frames"] += report["frames"]
         totals["faces"] += report["faces"]
@@ -372,6 +388,8 @@ def run_extract(
             on_progress(report, totals)
     seconds = time.perf_counter() - started
     totals["seconds"] = seconds
+    # from the first segment's start to the end: the rate once the actor pool is up
+    totals["working_seconds"] = max(time.time() - first_began, 1e-9) if totals["frames"] else 0.0
     totals["frames_per_s"] = totals["frames"] / seconds if seconds else 0.0
     totals["faces_per_s"] = totals["faces"] / seconds if seconds else 0.0
     return StageSummary(
