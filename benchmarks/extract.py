@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data folder")
     parser.add_argument("--every-n", type=int, default=1)
-    parser.add_argument("--segment-frames", type=int, default=150)
+    parser.add_argument("--segment-frames", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="two clips, skip the x4 memory run")
     args = parser.parse_args(argv)
     clips = _clips(args.data, args.quick)
