@@ -273,3 +273,101 @@ class ExportConfig:
             self.format in EXPORT_FORMATS, "format", self.format, f"choose one of {EXPORT_FORMATS}"
         )
         _check(self.atol > 0, "atol", self.atol, "must be > 0")
+
+
+DIRECTION_CHOICES = ("a2b", "b2a")
+COLOR_CHOICES = ("lab", "hist", "none")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Settings of `rayswap render`."""
+
+    checkpoint: str
+    inputs: tuple[str, ...]
+    out: str
+    direction: str = "a2b"
+    segment_frames: int = 900
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    gpu: bool = False
+    gpus_per_worker: float = 0.5
+    batch_size: int = 8
+    detect_size: int = 640
+    min_score: float = 0.8
+    min_face: int = 24
+    faces: str = "largest"
+    smooth_frames: int = 3
+    min_support: int = 1
+    color: str = "lab"
+    mask_erode: float = 0.03
+    mask_feather: float = 0.05
+    crf: int = 18
+    label: bool = True
+    watermark_key: str = "rayswap"
+    watermark_strength: float = 4.0
+    address: str | None = None
+    max_error_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(bool(self.checkpoint), "checkpoint", self.checkpoint, "give a checkpoint")
+        _check(len(self.inputs) > 0, "inputs", self.inputs, "give at least one INPUT")
+        _check(bool(self.out), "out", self.out, "give an output directory or URI")
+        _check(
+            self.direction in DIRECTION_CHOICES,
+            "direction",
+            self.direction,
+            f"choose one of {DIRECTION_CHOICES}",
+        )
+        _check(self.segment_frames >= 16, "segment_frames", self.segment_frames, "must be >= 16")
+        _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
+        _check(
+            0 < self.gpus_per_worker <= 8, "gpus_per_worker", self.gpus_per_worker, "in (0, 8]"
+        )
+        _check(1 <= self.batch_size <= 256, "batch_size", self.batch_size, "must be in [1, 256]")
+        _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
+        _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
+        _check(self.min_face >= 0, "min_face", self.min_face, "must be >= 0 px")
+        _check(self.faces in FACES_CHOICES, "faces", self.faces, f"choose one of {FACES_CHOICES}")
+        _check(0 <= self.smooth_frames <= 15, "smooth_frames", self.smooth_frames, "0 to 15")
+        _check(self.min_support >= 0, "min_support", self.min_support, "must be >= 0")
+        _check(self.color in COLOR_CHOICES, "color", self.color, f"choose one of {COLOR_CHOICES}")
+        _check(0 <= self.mask_erode <= 0.2, "mask_erode", self.mask_erode, "must be in [0, 0.2]")
+        _check(
+            0 <= self.mask_feather <= 0.2, "mask_feather", self.mask_feather, "must be in [0, 0.2]"
+        )
+        _check(0 <= self.crf <= 51, "crf", self.crf, "must be in [0, 51]")
+        _check(bool(self.watermark_key), "watermark_key", self.watermark_key, "must not be empty")
+        _check(
+            0.5 <= self.watermark_strength <= 16,
+            "watermark_strength",
+            self.watermark_strength,
+            "must be in [0.5, 16] grey levels",
+        )
+        _check(
+            0.0 <= self.max_error_fraction <= 1.0,
+            "max_error_fraction",
+            self.max_error_fraction,
+            "must be in [0, 1]",
+        )
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Settings of `rayswap verify`."""
+
+    videos: tuple[str, ...]
+    watermark_key: str = "rayswap"
+    threshold: float = 4.5
+    max_frames: int = 300
+    detect_size: int = 640
+    min_score: float = 0.8
+
+    def __post_init__(self) -> None:
+        _check(len(self.videos) > 0, "videos", self.videos, "give at least one VIDEO")
+        _check(bool(self.watermark_key), "watermark_key", self.watermark_key, "must not be empty")
+        _check(self.threshold > 0, "threshold", self.threshold, "must be > 0")
+        _check(self.max_frames >= 3, "max_frames", self.max_frames, "must be >= 3")
+        _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
+        _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
