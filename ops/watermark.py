@@ -89,7 +89,10 @@ def watermark_affine(landmarks_frame: Landmarks) -> Affine:
 
 
 def embed_watermark(
-    frame: Frame, landmarks_frame: Landmarks, key: str = DEFAULT_KEY, strength: float = DEFAULT_STRENGTH
+    frame: Frame,
+    landmarks_frame: Landmarks,
+    key: str = DEFAULT_KEY,
+    strength: float = DEFAULT_STRENGTH,
 ) -> Frame:
     """Add the key's pattern to the luma of one face; returns a new (H, W, 3) uint8 frame.
 

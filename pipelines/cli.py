@@ -188,6 +188,9 @@ def demo(
 from pipelines import cli_jobs  # noqa: E402
 
 cli_jobs.register(app)
+from pipelines import cli_render  # noqa: E402
+
+cli_render.register(app)
 
 
 def main() -> None:

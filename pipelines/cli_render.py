@@ -1,0 +1,204 @@
+"""The `rayswap render` and `rayswap verify` commands (added to the app by `register`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipelines.cli_common import (
+    AddressOption,
+    MaxErrorOption,
+    Progress,
+    absolute,
+    build_config,
+    finish,
+    usage_check,
+)
+from pipelines.config import RenderConfig, StageSummary, VerifyConfig
+
+
+def render_summary_lines(summary: StageSummary) -> list[str]:
+    c = summary.counts
+    return [
+        f"render: {int(c['videos'])} videos ({summary.n_failed} failed), "
+        f"{int(c['segments'])} segments, {int(c['frames'])} frames "
+        f"({int(c['swapped_frames'])} swapped, {int(c['faces_missed'])} without a face) "
+        f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
+        f"{int(c['workers'])} workers)",
+        f"videos:   {summary.output_path}/",
+        f"manifest: {summary.errors_path}",
+    ]
+
+
+def _render_progress(progress: Progress):
+    def show(report: dict, totals: dict) -> None:
+        if report["error"]:
+            progress.show(f"  error: {report['video']}: {report['error']}", force=True)
+        rate = totals["frames"] / max(progress.elapsed, 1e-6)
+        progress.show(
+            f"render: {totals['segments']} segments done, {totals['frames']} frames, "
+            f"{totals['swapped_frames']} swapped, {rate:.1f} frames/s"
+        )
+
+    return show
+
+
+def render(
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint folder or URI (or a training output folder: its latest checkpoint).",
+            show_default=False,
+        ),
+    ],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Target videos: files, folders, globs, object-store URIs or a manifest "
+            "(.csv/.parquet with a uri column).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[str, typer.Option(help="Output folder or URI for the videos and manifest.")],
+    direction: Annotated[
+        str, typer.Option(help="a2b puts B's face on videos of A; b2a the reverse.")
+    ] = "a2b",
+    segment_frames: Annotated[
+        int, typer.Option(help="Split videos into segments of this many frames, in parallel.")
+    ] = 900,
+    workers: Annotated[
+        int | None, typer.Option(help="Renderer actors. Default: as many as the CPUs allow.")
+    ] = None,
+    cpus_per_worker: Annotated[
+        float, typer.Option(help="CPUs per actor (decode, detect, encode threads).")
+    ] = 1.0,
+    gpu: Annotated[bool, typer.Option(help="Run the model on a GPU (actors ask for one).")] = False,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPU fraction per actor with --gpu (0.5: two actors per GPU).")
+    ] = 0.5,
+    batch_size: Annotated[
+        int, typer.Option(help="Faces per model pass and frames per detector pass.")
+    ] = 8,
+    detect_size: Annotated[
+        int, typer.Option(help="Detect on frames downscaled to this longer side, in px.")
+    ] = 640,
+    min_score: Annotated[float, typer.Option(help="Smallest detector score swapped.")] = 0.8,
+    min_face: Annotated[int, typer.Option(help="Smallest face box side swapped, in px.")] = 24,
+    faces: Annotated[
+        str, typer.Option(help="Faces swapped per frame: largest or all.")
+    ] = "largest",
+    smooth_frames: Annotated[
+        int, typer.Option(help="Landmark smoothing: frames on each side of a centred window.")
+    ] = 3,
+    min_support: Annotated[
+        int, typer.Option(help="A face must also be found in this many frames of the window.")
+    ] = 1,
+    color: Annotated[str, typer.Option(help="Colour matching: lab, hist or none.")] = "lab",
+    mask_erode: Annotated[
+        float, typer.Option(help="Mask erosion, as a fraction of the face crop.")
+    ] = 0.03,
+    mask_feather: Annotated[
+        float, typer.Option(help="Mask feathering (blur sigma), as a fraction of the face crop.")
+    ] = 0.05,
+    crf: Annotated[int, typer.Option(help="H.264 quality: 0 lossless, 18 default, 28 small.")] = 18,
+    label: Annotated[
+        bool, typer.Option(help="Draw a visible SYNTHETIC label on swapped frames.")
+    ] = True,
+    watermark_key: Annotated[
+        str, typer.Option(help="Key of the invisible watermark (verify with the same key).")
+    ] = "rayswap",
+    watermark_strength: Annotated[
+        float, typer.Option(help="Watermark strength in grey levels (RMS).")
+    ] = 4.0,
+    address: AddressOption = None,
+    max_error_fraction: MaxErrorOption = 0.0,
+) -> None:
+    """Swap faces in videos with a trained checkpoint; many videos and segments in parallel.
+
+    Every output keeps the input's size, frame rate, frame count and sound, carries an
+    invisible watermark (see `rayswap verify`) and metadata saying it is synthetic, and by
+    default a visible SYNTHETIC label. Bad inputs get a manifest row and the batch goes on.
+    """
+    from pipelines.render import prepare_render, run_render
+
+    cfg = build_config(
+        RenderConfig,
+        checkpoint=absolute(checkpoint),
+        inputs=tuple(inputs),
+        out=absolute(out),
+        direction=direction,
+        segment_frames=segment_frames,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpu=gpu,
+        gpus_per_worker=gpus_per_worker,
+        batch_size=batch_size,
+        detect_size=detect_size,
+        min_score=min_score,
+        min_face=min_face,
+        faces=faces,
+        smooth_frames=smooth_frames,
+        min_support=min_support,
+        color=color,
+        mask_erode=mask_erode,
+        mask_feather=mask_feather,
+        crf=crf,
+        label=label,
+        watermark_key=watermark_key,
+        watermark_strength=watermark_strength,
+        address=address,
+        max_error_fraction=max_error_fraction,
+    )
+    sources = usage_check(prepare_render, cfg)
+    typer.echo(f"render: {len(sources)} videos -> {cfg.out}", err=True)
+    progress = Progress()
+    summary = run_render(cfg, sources, on_progress=_render_progress(progress))
+    progress.close()
+    finish(summary, cfg.max_error_fraction, render_summary_lines(summary))
+
+
+def verify(
+    videos: Annotated[list[str], typer.Argument(help="Videos to check.", show_default=False)],
+    watermark_key: Annotated[str, typer.Option(help="Key the videos were marked with.")] = (
+        "rayswap"
+    ),
+    threshold: Annotated[
+        float, typer.Option(help="z-score above which a video counts as marked.")
+    ] = 4.5,
+    max_frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 300,
+) -> None:
+    """Check videos for rayswap's invisible watermark: prints marked / not marked and a score.
+
+    The score is a z-score of the key's pattern against 127 decoy patterns, over the frames
+    with a face: unmarked videos score about 0 (rarely above 3), marked ones well above
+    the threshold. Exit code 0 when every video could be read.
+    """
+    from pipelines.verify import run_verify
+
+    cfg = build_config(
+        VerifyConfig,
+        videos=tuple(absolute(v) for v in videos),
+        watermark_key=watermark_key,
+        threshold=threshold,
+        max_frames=max_frames,
+    )
+    failed = 0
+    for result in run_verify(cfg):
+        if result.error:
+            failed += 1
+            typer.echo(f"{result.video}: error: {result.error}")
+            continue
+        verdict = "MARKED (synthetic, made by rayswap)" if result.marked else "not marked"
+        typer.echo(
+            f"{result.video}: {verdict}; score {result.score:.1f} "
+            f"(threshold {cfg.threshold}), {result.frames}/{result.sampled} frames with a face"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `render` and `verify` to the rayswap app."""
+    app.command()(render)
+    app.command()(verify)

@@ -1,0 +1,179 @@
+"""Render one segment of one video: decode -> detect -> smooth -> swap -> blend -> mark -> encode.
+
+`SegmentRenderer` holds the model and the detector (built once per actor) and renders the
+frames [start, stop) of a local video file into a segment MP4. It also decodes
+`smooth_frames` frames of context on each side, so the centred landmark window sees the
+same frames as a single pass over the whole video: segments join without a seam.
+
+Faces of many frames go through the model together (`batch_size` faces per forward pass),
+and every batch, of the detector and of the model, is padded to a fixed size, so a face's
+result does not depend on which other faces shared its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from ops.align import align_face
+from ops.blend import blend_mask, match_color, paste_back, template_oval
+from ops.checkpoint import load_checkpoint
+from ops.detect import RetinaFaceDetector, select_faces
+from ops.label import draw_label
+from ops.smooth import smooth_faces
+from ops.types import Detection, Frame, Landmarks
+from ops.video import iter_frames
+from ops.video_out import SegmentWriter
+from ops.watermark import embed_watermark
+from pipelines.config import RenderConfig
+
+
+@dataclass
+class _Pending:
+    """A decoded frame waiting for its faces to be swapped."""
+
+    index: int
+    frame: Frame
+    faces: list[tuple[Detection, Landmarks]]
+
+
+@dataclass
+class SegmentCounts:
+    frames: int = 0
+    swapped_frames: int = 0
+    faces_missed: int = 0  # frames without a (kept) face
+
+
+class SegmentRenderer:
+    """Model + detector of one worker; `render` turns a segment of a video into an MP4."""
+
+    def __init__(self, cfg: RenderConfig, threads: int = 1, device: str = "cpu") -> None:
+        self.cfg = cfg
+        torch.set_num_threads(max(1, threads))
+        self.threads = threads
+        self.device = torch.device(device)
+        loaded = load_checkpoint(cfg.checkpoint, map_location=self.device)
+        self.model = loaded.model.eval()
+        self.resolution = loaded.model_config.resolution
+        self.coverage = loaded.coverage
+        self.to = "b" if cfg.direction == "a2b" else "a"
+        self.detector = RetinaFaceDetector(
+            threads=threads, max_side=cfg.detect_size, score_threshold=min(cfg.min_score, 0.99)
+        )
+        self.oval = template_oval(self.resolution, self.coverage)
+
+    # -- detection -------------------------------------------------------------------------
+    def detect(self, frames: list[Frame]) -> list[list[Detection]]:
+        """Kept faces per frame; the batch is padded to `batch_size` frames."""
+        size = self.cfg.batch_size
+        found: list[list[Detection]] = []
+        for begin in range(0, len(frames), size):
+            chunk = frames[begin : begin + size]
+            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            found += self.detector.detect_batch(padded)[: len(chunk)]
+        cfg = self.cfg
+        return [select_faces(f, cfg.min_face, cfg.min_score, cfg.faces) for f in found]
+
+    # -- model -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def swap_crops(self, crops: list[Frame]) -> tuple[list[Frame], list[np.ndarray]]:
+        """(R, R, 3) uint8 crops -> swapped (R, R, 3) uint8 crops and (R, R) float32 masks."""
+        size = self.cfg.batch_size
+        rgbs: list[Frame] = []
+        masks: list[np.ndarray] = []
+        for begin in range(0, len(crops), size):
+            chunk = np.stack(crops[begin : begin + size])  # (n, R, R, 3)
+            batch = np.zeros((size, *chunk.shape[1:]), dtype=np.uint8)
+            batch[: len(chunk)] = chunk
+            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+            rgb, mask = self.model.swap(x, to=self.to)  # (B, 3, R, R), (B, 1, R, R) in [0, 1]
+            rgb = (rgb.clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            mask = mask[:, 0].float().cpu().numpy()
+            rgbs += list(rgb[: len(chunk)])
+            masks += list(mask[: len(chunk)])
+        return rgbs, masks
+
+    # -- compositing -----------------------------------------------------------------------
+    def composite(self, pending: list[_Pending]) -> list[Frame]:
+        """Swap every face of the pending frames (one model pass for all) and blend them in."""
+        cfg = self.cfg
+        jobs = []  # (frame number in `pending`, crop, affine, landmarks)
+        for i, item in enumerate(pending):
+            for _, landmarks in item.faces:
+                crop, affine = align_face(item.frame, landmarks, self.resolution, self.coverage)
+                jobs.append((i, crop, affine, landmarks))
+        swapped, masks = self.swap_crops([crop for _, crop, _, _ in jobs])
+        frames = [item.frame for item in pending]
+        for (i, crop, affine, landmarks), rgb, learned in zip(jobs, swapped, masks, strict=True):
+            rgb = match_color(rgb, crop, self.oval, cfg.color)
+            mask = blend_mask(learned, self.oval, cfg.mask_erode, cfg.mask_feather)
+            frame = paste_back(frames[i], rgb, mask, affine)
+            frames[i] = embed_watermark(frame, landmarks, cfg.watermark_key, cfg.watermark_strength)
+        if cfg.label:
+            frames = [
+                draw_label(f) if item.faces else f for f, item in zip(frames, pending, strict=True)
+            ]
+        return frames
+
+    # -- the segment -----------------------------------------------------------------------
+    def _windows(
+        self, path: str, start: int, stop: int | None
+    ) -> Iterator[tuple[int, Frame, list[tuple[Detection, Landmarks]]]]:
+        """(index, frame, smoothed faces) for frames [start, stop), decoding context around."""
+        radius = self.cfg.smooth_frames
+        context_stop = None if stop is None else stop + radius
+        stream = iter_frames(path, max(0, start - radius), context_stop, 1, self.threads)
+        indices: list[int] = []
+        frames: list[Frame] = []
+        found: list[list[Detection]] = []
+        ended, following = False, 0  # following: buffer position of the next frame to yield
+        while not ended:
+            chunk = [item for _, item in zip(range(self.cfg.batch_size), stream, strict=False)]
+            ended = len(chunk) < self.cfg.batch_size
+            if chunk:
+                indices += [index for index, _, _ in chunk]
+                frames += [frame for _, _, frame in chunk]
+                found += self.detect([frame for _, _, frame in chunk])
+            ready = len(found) if ended else len(found) - radius  # centres with a full window
+            for centre in range(following, ready):
+                if start <= indices[centre] and (stop is None or indices[centre] < stop):
+                    faces = smooth_faces(found, centre, radius, self.cfg.min_support)
+                    yield indices[centre], frames[centre], faces
+            following = max(following, ready)
+            drop = max(0, following - radius)  # keep `radius` frames of history
+            indices, frames, found = indices[drop:], frames[drop:], found[drop:]
+            following -= drop
+
+    def render(
+        self, path: str, start: int, stop: int | None, out_path: str, fps: Fraction
+    ) -> SegmentCounts:
+        """Render frames [start, stop) of a local video into the segment MP4 `out_path`."""
+        counts = SegmentCounts()
+        writer: SegmentWriter | None = None
+        pending: list[_Pending] = []
+        try:
+            for index, frame, faces in self._windows(path, start, stop):
+                if writer is None:
+                    height, width = frame.shape[:2]
+                    writer = SegmentWriter(out_path, fps, width, height, self.cfg.crf)
+                pending.append(_Pending(index, frame, faces))
+                if sum(len(p.faces) for p in pending) >= self.cfg.batch_size:
+                    self._flush(pending, writer, counts)
+                    pending = []
+            if pending and writer is not None:
+                self._flush(pending, writer, counts)
+        finally:
+            if writer is not None:
+                writer.close()
+        return counts
+
+    def _flush(self, pending: list[_Pending], writer: SegmentWriter, counts: SegmentCounts) -> None:
+        for item, frame in zip(pending, self.composite(pending), strict=True):
+            writer.write(frame)
+            counts.frames += 1
+            counts.swapped_frames += bool(item.faces)
+            counts.faces_missed += not item.faces
