@@ -1,0 +1,109 @@
+"""Watermark: keyed patterns, embedding cost, survival of re-encoding, resizing and cropping."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from ops.detect import RetinaFaceDetector, select_faces
+from ops.smooth import smooth_faces
+from ops.video import iter_frames
+from ops.video_out import SegmentWriter, frame_rate_of
+from ops.watermark import (
+    N_DECOYS,
+    correlate_watermark,
+    decide_watermark,
+    embed_watermark,
+    watermark_patterns,
+    watermark_residual,
+)
+from pipelines.config import VerifyConfig
+from pipelines.verify import verify_video
+from tests.conftest import shared_video
+
+
+@pytest.fixture(scope="module")
+def detector() -> RetinaFaceDetector:
+    return RetinaFaceDetector(threads=1)
+
+
+def _landmarks(frames: list[np.ndarray], detector: RetinaFaceDetector) -> list:
+    found = []
+    for begin in range(0, len(frames), 8):
+        batch = detector.detect_batch(frames[begin : begin + 8])
+        found += [select_faces(f, 16, 0.8, "largest") for f in batch]
+    smoothed = [smooth_faces(found, i, 3, 1) for i in range(len(found))]
+    return [faces[0][1] if faces else None for faces in smoothed]
+
+
+def _mark(frames: list[np.ndarray], detector: RetinaFaceDetector) -> list[np.ndarray]:
+    return [
+        embed_watermark(frame, points) if points is not None else frame
+        for frame, points in zip(frames, _landmarks(frames, detector), strict=True)
+    ]
+
+
+def _encode(frames: list[np.ndarray], path: str, fps: Fraction, crf: int) -> str:
+    height, width = frames[0].shape[:2]
+    with SegmentWriter(path, fps, width, height, crf) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def _attack(frames: list[np.ndarray], path: str, fps: Fraction) -> str:
+    """Half size, then a 10% crop (5% off each side), then H.264 at CRF 28."""
+    attacked = []
+    for frame in frames:
+        height, width = frame.shape[:2]
+        half = cv2.resize(frame, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        dy, dx = half.shape[0] // 20, half.shape[1] // 20
+        attacked.append(
+            np.ascontiguousarray(half[dy : half.shape[0] - dy, dx : half.shape[1] - dx])
+        )
+    return _encode(attacked, path, fps, crf=28)
+
+
+def test_patterns_are_keyed_and_decoys_orthogonal() -> None:
+    own = watermark_patterns("rayswap")
+    other = watermark_patterns("another key")
+    assert own.shape == (1 + N_DECOYS, 128, 128)
+    assert not np.allclose(own[0], other[0])
+    dots = own[1:].reshape(N_DECOYS, -1) @ own[0].reshape(-1)
+    assert np.abs(dots).max() < 1e-2 * float((own[0] ** 2).sum())
+
+
+def test_decide_watermark_scores_decoy_like_rows_low() -> None:
+    rng = np.random.default_rng(0)
+    verdict = decide_watermark(rng.normal(0, 0.05, (40, 1 + N_DECOYS)))
+    assert not verdict.marked and abs(verdict.score) < 4
+    assert not decide_watermark(np.zeros((0, 1 + N_DECOYS))).marked
+
+
+def test_watermark_survives_crf28_half_size_and_crop(detector, tmp_path) -> None:
+    source = str(shared_video("person_d__liveportrait_d18.mp4"))  # allowed render target
+    fps = frame_rate_of(source)
+    frames = [frame for _, _, frame in iter_frames(source)]
+    marked = _mark(frames, detector)
+    mse = np.mean(
+        [np.mean((a.astype(float) - b) ** 2) for a, b in zip(frames, marked, strict=True)]
+    )
+    assert 10 * np.log10(255**2 / mse) > 35.0  # PSNR of the mark alone, in dB
+    cfg = VerifyConfig(videos=("x",))
+    reencoded = verify_video(_encode(marked, str(tmp_path / "crf28.mp4"), fps, 28), detector, cfg)
+    attacked = verify_video(_attack(marked, str(tmp_path / "attacked.mp4"), fps), detector, cfg)
+    original = verify_video(_attack(frames, str(tmp_path / "original.mp4"), fps), detector, cfg)
+    assert reencoded.marked and attacked.marked, (reencoded, attacked)
+    assert not original.marked and original.score < 3.0
+
+
+def test_residual_correlation_finds_the_mark_in_one_frame(astronaut, detector) -> None:
+    frame = np.ascontiguousarray(astronaut)
+    points = select_faces(detector.detect_batch([frame])[0], 16, 0.8, "largest")[0].landmarks
+    plain = correlate_watermark(watermark_residual(frame, points))
+    marked = correlate_watermark(watermark_residual(embed_watermark(frame, points), points))
+    assert marked[0] > plain[0] + 0.1
+    assert marked[0] > np.abs(marked[1:]).max()

@@ -1,0 +1,39 @@
+"""CLI of render and verify: help, bad flags and bad checkpoints fail with exit code 2."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+runner = CliRunner()
+
+
+def test_render_and_verify_help() -> None:
+    for command in ("render", "verify"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, result.output
+    assert "--no-label" in runner.invoke(app, ["render", "--help"]).output
+
+
+def test_render_bad_flag_exits_2_naming_it(tmp_path) -> None:
+    result = runner.invoke(
+        app, ["render", str(tmp_path), "v.mp4", "--out", str(tmp_path), "--direction", "x2y"]
+    )
+    assert result.exit_code == 2 and "--direction" in result.output
+
+
+def test_render_missing_or_corrupt_checkpoint_exits_2(tmp_path) -> None:
+    result = runner.invoke(app, ["render", str(tmp_path / "nope"), "v.mp4", "--out", "o"])
+    assert result.exit_code == 2
+    corrupt = tmp_path / "ckpt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text("{not json")
+    (corrupt / "model.pt").write_bytes(b"junk")
+    result = runner.invoke(app, ["render", str(corrupt), "v.mp4", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "ckpt" in result.output
+
+
+def test_verify_bad_flag_exits_2() -> None:
+    result = runner.invoke(app, ["verify", "v.mp4", "--max-frames", "1"])
+    assert result.exit_code == 2 and "--max-frames" in result.output
