@@ -1,0 +1,101 @@
+"""Where each stage's work runs on a multi-node local cluster (run as its own process).
+
+    python tests/cluster/placement_check.py CLIP WORKDIR  -> prints one JSON line
+
+The cluster (ray.cluster_utils.Cluster) has a head that does no work (0 CPUs), a CPU node
+labelled node-kind=cpu, and a "GPU" node labelled node-kind=gpu whose custom resource
+`fake_gpu` stands in for a GPU. The stages run with the placement settings the cluster
+configs use, and the node of every actor they started is read back from the GCS.
+It needs its own ray.init, so the tests run it in a subprocess, never in pytest's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+
+def actor_nodes(class_fragment: str, since_ms: float) -> list[str]:
+    """Node ids of the actors whose class name contains `class_fragment`, started after."""
+    table = ray._private.state.actors()
+    return sorted(
+        info["Address"]["NodeID"]
+        for info in table.values()
+        if class_fragment in info["ActorClassName"] and info["StartTime"] >= since_ms
+    )
+
+
+def run_extract_stage(clip: str, workdir: str) -> list[str]:
+    from pipelines.config import ExtractConfig
+    from pipelines.extract import run_extract
+
+    started = time.time() * 1000
+    cfg = ExtractConfig(
+        inputs=(clip,),
+        out=os.path.join(workdir, "extract"),
+        identity="a",
+        size=128,
+        workers=3,  # more than the CPU node holds: the rest would land on the GPU node
+        segment_frames=4,  # three segments, so every actor has work
+        label_selector="node-kind=cpu",
+    )
+    summary = run_extract(cfg)
+    assert summary.n_failed == 0 and summary.counts["faces"] > 0, summary
+    return actor_nodes("FaceExtractor", started)
+
+
+def run_train_probe(workdir: str) -> list[str]:
+    """Ray Train workers placed as the train stage asks (GPU + node-kind=gpu)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    def loop(config: dict) -> None:
+        pass
+
+    started = time.time() * 1000
+    TorchTrainer(
+        loop,
+        scaling_config=ScalingConfig(
+            num_workers=1,
+            resources_per_worker={"CPU": 1, "fake_gpu": 1},  # stands in for use_gpu=True
+            label_selector={"node-kind": "gpu"},
+        ),
+        run_config=RunConfig(name="placement", storage_path=os.path.join(workdir, "train")),
+    ).fit()
+    return actor_nodes("RayTrainWorker", started)
+
+
+def main(clip: str, workdir: str) -> dict:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "labels": {"node-kind": "head"}},
+    )
+    nodes = {"head": cluster.head_node.node_id}
+    # the GPU node has more free CPUs than the CPU node, as on a real cluster
+    nodes["cpu"] = cluster.add_node(num_cpus=1, labels={"node-kind": "cpu"}).node_id
+    nodes["gpu"] = cluster.add_node(
+        num_cpus=3, resources={"fake_gpu": 1}, labels={"node-kind": "gpu"}
+    ).node_id
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_no_progress_timeout_s = 120
+    try:
+        ran = {"extract": run_extract_stage(clip, workdir), "train": run_train_probe(workdir)}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return {"nodes": nodes, "ran": ran}
+
+
+if __name__ == "__main__":
+    print("PLACEMENT " + json.dumps(main(sys.argv[1], sys.argv[2])))
