@@ -185,6 +185,9 @@ def demo(
 
 # Commands of the other stages live in their own modules; each adds itself to `app`.
 # (one import + register line per module)
+from pipelines import cli_train  # noqa: E402
+
+cli_train.register(app)
 from pipelines import cli_jobs  # noqa: E402
 
 cli_jobs.register(app)

@@ -1,0 +1,137 @@
+"""Training losses: SSIM + L1 inside the face region, with extra weight on eyes and mouth.
+
+There are only 5 landmarks, so there is no 68-point hull to mask with. After alignment the
+face sits in a known place, so the face region is a template oval in crop space (placed
+from the canonical landmarks of `ops.align.template_landmarks`), and the eye and mouth
+regions are small ellipses placed from each face's own 5 points, mapped into crop space.
+Regions are float32 (R, R) maps in [0, 1] with soft (blurred) edges.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ops.align import template_landmarks
+
+# Oval of the face relative to the eye distance d of the template (fit by eye on the
+# 112 px recognition layout: brows to chin, cheek to cheek).
+OVAL_CENTRE_FRACTION = 0.4  # from the eye midpoint towards the mouth midpoint
+OVAL_AXES_D = (1.2, 1.45)  # semi-axes (x, y) in units of d
+
+
+def _ellipse(
+    size: int, centre: np.ndarray, axes: tuple[float, float], angle_deg: float
+) -> np.ndarray:
+    canvas = np.zeros((size, size), np.float32)
+    shift = 4  # cv2 draws with sub-pixel precision in fixed point
+    cv2.ellipse(
+        canvas,
+        tuple(int(round(v * 2**shift)) for v in centre),
+        tuple(max(1, int(round(v * 2**shift))) for v in axes),
+        angle_deg,
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+        shift,
+    )
+    return canvas
+
+
+def _soften(region: np.ndarray, sigma_px: float) -> np.ndarray:
+    return cv2.GaussianBlur(region, (0, 0), max(sigma_px, 0.5))
+
+
+@functools.lru_cache(maxsize=16)
+def face_region_mask(size: int, coverage: float = 1.5) -> np.ndarray:
+    """The template face oval of a `size` crop aligned with `coverage`, (size, size) float32."""
+    points = template_landmarks(size, coverage).astype(np.float64)
+    eyes, mouth = points[:2].mean(0), points[3:].mean(0)
+    d = float(np.linalg.norm(points[1] - points[0]))
+    centre = eyes + OVAL_CENTRE_FRACTION * (mouth - eyes)
+    oval = _ellipse(size, centre, (OVAL_AXES_D[0] * d, OVAL_AXES_D[1] * d), 0.0)
+    region = _soften(oval, 0.08 * d)
+    region.setflags(write=False)  # cached: shared by every caller
+    return region
+
+
+def feature_mask(landmarks_crop: np.ndarray, size: int) -> np.ndarray:
+    """Eyes and mouth regions placed from the 5 landmarks in crop pixels, (size, size) float32.
+
+    landmarks_crop: (5, 2) x, y in the crop's pixels (eye, eye, nose, mouth corner, corner).
+    """
+    points = np.asarray(landmarks_crop, dtype=np.float64).reshape(5, 2)
+    d = float(np.linalg.norm(points[1] - points[0]))
+    if not np.isfinite(d) or d < 1.0:
+        return np.zeros((size, size), np.float32)
+    eye_angle = float(np.degrees(np.arctan2(*(points[1] - points[0])[::-1])))
+    region = _ellipse(size, points[0], (0.35 * d, 0.22 * d), eye_angle)
+    region = np.maximum(region, _ellipse(size, points[1], (0.35 * d, 0.22 * d), eye_angle))
+    corners = points[3:]
+    mouth_half = 0.5 * float(np.linalg.norm(corners[1] - corners[0]))
+    mouth_angle = float(np.degrees(np.arctan2(*(corners[1] - corners[0])[::-1])))
+    mouth = _ellipse(size, corners.mean(0), (mouth_half + 0.2 * d, 0.3 * d), mouth_angle)
+    return _soften(np.maximum(region, mouth), 0.06 * d)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    kernel_1d = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel_1d = kernel_1d / kernel_1d.sum()
+    kernel = kernel_1d[:, None] * kernel_1d[None, :]
+    return kernel.expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1] -> (B, 1, H, W)."""
+    channels = pred.shape[1]
+    kernel = _gaussian_window(window, 1.5, channels, pred.device).to(pred.dtype)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, [window // 2] * 4, mode="reflect"), kernel, groups=channels)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    ssim = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
+        (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
+    )
+    return ssim.mean(1, keepdim=True)
+
+
+def masked_ssim_l1(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ssim_share: float = 0.5
+) -> torch.Tensor:
+    """Weighted mean of (1 - SSIM) / 2 and L1 over (B, 3, H, W) images; weight (B, 1, H, W)."""
+    total = weight.sum().clamp_min(1e-6)
+    l1 = ((pred - target).abs().mean(1, keepdim=True) * weight).sum() / total
+    dssim = (((1.0 - ssim_map(pred, target)) / 2.0) * weight).sum() / total
+    return ssim_share * dssim + (1.0 - ssim_share) * l1
+
+
+def swap_loss(
+    rgb: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    face: torch.Tensor,
+    features: torch.Tensor,
+    eye_mouth_weight: float = 2.0,
+    background_weight: float = 0.1,
+    mask_weight: float = 0.5,
+) -> torch.Tensor:
+    """Loss of one side: masked SSIM + L1 of the RGB, plus L1 of the mask to the face region.
+
+    rgb, target: (B, 3, R, R) in [0, 1]; mask, face, features: (B, 1, R, R) in [0, 1].
+    Pixel weight = background_weight + face * (1 + eye_mouth_weight * features).
+    """
+    weight = background_weight + face * (1.0 + eye_mouth_weight * features)
+    image_loss = masked_ssim_l1(rgb.float(), target.float(), weight.float())
+    return image_loss + mask_weight * (mask.float() - face.float()).abs().mean()

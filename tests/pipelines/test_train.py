@@ -1,0 +1,107 @@
+"""Train end to end on one shared local Ray: 2 gloo workers, resume, worker failure, bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ops.checkpoint import load_checkpoint, save_checkpoint
+from ops.model import ModelConfig, SwapAutoencoder
+from pipelines.config import TrainConfig
+from pipelines.train import FAIL_MARKER, prepare_train, run_train
+from tests.pipelines.faces_data import write_faces
+
+FACES = 16
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Faces of a and b; b's last 2 rows hold corrupt image bytes."""
+    root = tmp_path_factory.mktemp("faces")
+    return write_faces(root / "a", "a", FACES), write_faces(
+        root / "b", "b", FACES, seed=1, corrupt=2
+    )
+
+
+def tiny_config(faces, out, **overrides) -> TrainConfig:
+    fields = dict(
+        a=str(faces[0]),
+        b=str(faces[1]),
+        out=str(out),
+        workers=2,
+        batch_size=4,
+        steps=4,
+        save_every=2,
+        log_every=1,
+        width=4,
+        latent_dim=16,
+        preview_faces=2,
+        max_failures=1,
+    )
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_local, faces, tmp_path_factory):
+    cfg = tiny_config(faces, tmp_path_factory.mktemp("run") / "out")
+    return cfg, run_train(cfg)
+
+
+@pytest.mark.ray
+def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
+    cfg, summary = first_run
+    assert summary.step == 4 and summary.resumed_from == 0
+    assert len(summary.weight_hashes) == 2 and len(set(summary.weight_hashes)) == 1
+    assert summary.faces["a"].decoded == FACES
+    assert summary.faces["b"].decoded == FACES - 2 and summary.faces["b"].skipped == 2
+    loaded = load_checkpoint(summary.checkpoint)
+    assert loaded.step == 4 and loaded.coverage == 1.5 and loaded.size == 64
+    assert loaded.model_config.resolution == 64
+    files = sorted(p.name for p in Path(summary.checkpoint).iterdir())
+    assert files == ["config.json", "model.pt", "optimizer.pt", "preview.png"]
+    assert (Path(cfg.out) / "preview.png").exists()
+    lines = [json.loads(line) for line in open(f"{cfg.out}/metrics.jsonl")]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert {"loss_a", "loss_b", "images_per_s"} <= set(lines[-1])
+
+
+@pytest.mark.ray
+def test_run_train_rerun_resumes_from_the_saved_step(first_run):
+    cfg, _ = first_run
+    summary = run_train(replace(cfg, steps=6, augment_in="worker"))
+    assert summary.resumed_from == 4 and summary.step == 6
+    assert load_checkpoint(cfg.out).step == 6
+    steps = [json.loads(line)["step"] for line in open(f"{cfg.out}/metrics.jsonl")]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.ray
+def test_run_train_recovers_a_failed_worker_from_the_checkpoint(ray_local, faces, tmp_path):
+    cfg = tiny_config(faces, tmp_path / "out", fail_at_step=3, augment_in="worker")
+    summary = run_train(cfg)
+    assert (tmp_path / "out" / FAIL_MARKER).exists()  # the failure did happen, once
+    assert summary.resumed_from == 2 and summary.step == 4  # the retry began at checkpoint 2
+    assert len(set(summary.weight_hashes)) == 1
+
+
+def test_prepare_train_rejects_missing_empty_and_small_datasets(faces, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        prepare_train(tiny_config((tmp_path / "nope", faces[1]), tmp_path / "out"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="--a: no faces Parquet"):
+        prepare_train(tiny_config((tmp_path / "empty", faces[1]), tmp_path / "out"))
+    with pytest.raises(ValueError, match="--a: .* fewer than one batch"):
+        prepare_train(tiny_config(faces, tmp_path / "out", batch_size=8))
+
+
+def test_prepare_train_rejects_a_checkpoint_of_another_model(faces, tmp_path):
+    other = ModelConfig(resolution=128, width=4, latent_dim=16)
+    save_checkpoint(
+        str(tmp_path / "out" / "train" / "checkpoint_00000002"), SwapAutoencoder(other), 2, 1.5, 64
+    )
+    with pytest.raises(ValueError, match="--out: .*resolution=128"):
+        prepare_train(tiny_config(faces, tmp_path / "out"))
