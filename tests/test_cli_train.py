@@ -1,0 +1,103 @@
+"""`rayswap train` and `rayswap export`: help, usage errors before Ray starts, a real export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ops.checkpoint import save_checkpoint
+from ops.model import ModelConfig, SwapAutoencoder
+from pipelines import train as train_stage
+from pipelines.cli import app
+from tests.pipelines.faces_data import write_faces
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if the command gets as far as starting Ray."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("Ray was started for a bad invocation")
+
+    monkeypatch.setattr(train_stage, "connect_ray", refuse)
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_help_describes_train_and_export(command):
+    result = runner.invoke(app, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_train_help_lists_the_main_options():
+    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    for flag in (
+        "--a",
+        "--b",
+        "--out",
+        "--workers",
+        "--gpu",
+        "--resolution",
+        "--batch-size",
+        "--steps",
+        "--lr",
+        "--save-every",
+        "--address",
+        "--augment-in",
+    ):
+        assert flag in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--resolution", "96"], "--resolution"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--augment-in", "gpu"], "--augment-in"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_train_bad_flag_exits_2_naming_it(no_ray, tmp_path, flags, named):
+    args = [
+        "train",
+        "--a",
+        str(tmp_path / "a"),
+        "--b",
+        str(tmp_path / "b"),
+        "--out",
+        str(tmp_path / "out"),
+        *flags,
+    ]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 2 and named in result.output
+
+
+def test_train_missing_or_small_faces_exit_2_before_ray(no_ray, tmp_path):
+    write_faces(tmp_path / "a", "a", 6)
+    write_faces(tmp_path / "b", "b", 30)
+    base = ["train", "--b", str(tmp_path / "b"), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*base, "--a", str(tmp_path / "none")], terminal_width=200)
+    assert result.exit_code == 2 and "not found" in result.output
+    result = runner.invoke(app, [*base, "--a", str(tmp_path / "a")], terminal_width=200)
+    assert result.exit_code == 2 and "fewer than one batch" in result.output
+
+
+def test_export_writes_a_checked_torchscript_file(tmp_path):
+    model = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
+    save_checkpoint(str(tmp_path / "ck"), model, 5, coverage=1.5, size=64)
+    out = tmp_path / "b2a.pt"
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "ck"), "--direction", "b2a", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "max |exported - eager|" in result.output
+    assert torch.jit.load(str(out))(torch.rand(1, 3, 64, 64))[0].shape == (1, 3, 64, 64)
+
+
+def test_export_bad_direction_or_checkpoint_exits_2(tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path), "--direction", "up", "--out", "x.pt"])
+    assert result.exit_code == 2 and "--direction" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "not found" in result.output
