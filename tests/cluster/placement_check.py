@@ -3,9 +3,10 @@
     python tests/cluster/placement_check.py CLIP WORKDIR  -> prints one JSON line
 
 The cluster (ray.cluster_utils.Cluster) has a head that does no work (0 CPUs), a CPU node
-labelled node-kind=cpu, and a "GPU" node labelled node-kind=gpu whose custom resource
-`fake_gpu` stands in for a GPU. The stages run with the placement settings the cluster
-configs use, and the node of every actor they started is read back from the GCS.
+labelled node-kind=cpu, and a "GPU" node labelled node-kind=gpu that declares one logical
+GPU and a custom resource `fake_gpu`; they stand in for a real GPU. The stages run with
+the placement settings the cluster configs use, and the node of every actor they started
+is read back from the GCS.
 It needs its own ray.init, so the tests run it in a subprocess, never in pytest's process.
 """
 
@@ -52,6 +53,34 @@ def run_extract_stage(clip: str, workdir: str) -> list[str]:
     return actor_nodes("FaceExtractor", started)
 
 
+def run_render_stage(clip: str, workdir: str) -> list[str]:
+    """Render with --gpu: its actors ask for GPU fractions, which only the GPU node has
+    (the model runs on the CPU there, as torch sees no CUDA device)."""
+    import torch
+
+    from ops.checkpoint import save_checkpoint
+    from ops.model import ModelConfig, SwapAutoencoder
+    from pipelines.config import RenderConfig
+    from pipelines.render import run_render
+
+    torch.manual_seed(0)
+    checkpoint = os.path.join(workdir, "checkpoint")
+    model = SwapAutoencoder(ModelConfig(resolution=64, width=8, latent_dim=32))
+    save_checkpoint(checkpoint, model, step=0, coverage=1.5, size=128)
+    started = time.time() * 1000
+    cfg = RenderConfig(
+        checkpoint=checkpoint,
+        inputs=(clip,),
+        out=os.path.join(workdir, "render"),
+        workers=2,
+        gpu=True,
+        gpus_per_worker=0.5,
+    )
+    summary = run_render(cfg)
+    assert summary.n_failed == 0, summary
+    return actor_nodes("FaceSwapper", started)
+
+
 def run_train_probe(workdir: str) -> list[str]:
     """Ray Train workers placed as the train stage asks (GPU + node-kind=gpu)."""
     from ray.train import RunConfig, ScalingConfig
@@ -82,15 +111,19 @@ def main(clip: str, workdir: str) -> dict:
     # the GPU node has more free CPUs than the CPU node, as on a real cluster
     nodes["cpu"] = cluster.add_node(num_cpus=1, labels={"node-kind": "cpu"}).node_id
     nodes["gpu"] = cluster.add_node(
-        num_cpus=3, resources={"fake_gpu": 1}, labels={"node-kind": "gpu"}
-    ).node_id
+        num_cpus=3, num_gpus=1, resources={"fake_gpu": 1}, labels={"node-kind": "gpu"}
+    ).node_id  # a logical GPU: Ray schedules on it, torch still sees no CUDA device
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_no_progress_timeout_s = 120
     try:
-        ran = {"extract": run_extract_stage(clip, workdir), "train": run_train_probe(workdir)}
+        ran = {
+            "extract": run_extract_stage(clip, workdir),
+            "render": run_render_stage(clip, workdir),
+            "train": run_train_probe(workdir),
+        }
     finally:
         ray.shutdown()
         cluster.shutdown()

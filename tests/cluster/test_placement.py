@@ -43,3 +43,8 @@ def test_extract_actors_run_only_on_the_cpu_node(placement):
 def test_train_workers_run_only_on_the_gpu_node(placement):
     nodes, ran = placement["nodes"], placement["ran"]
     assert ran["train"] and set(ran["train"]) == {nodes["gpu"]}
+
+
+def test_render_actors_run_only_on_the_gpu_node(placement):
+    nodes, ran = placement["nodes"], placement["ran"]
+    assert ran["render"] and set(ran["render"]) == {nodes["gpu"]}
