@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -71,3 +72,42 @@ def test_extract_reads_s3_videos_and_writes_s3_parquet(ray_local, s3_server, s3_
     # a rerun resumes: the segment is already in the bucket
     again = run_extract(cfg)
     assert again.counts["skipped"] == 1 and again.counts["faces"] == 0
+
+
+@pytest.fixture(scope="module")
+def s3_trained(ray_local, s3_server, tmp_path_factory) -> dict:
+    """Train 2 steps from faces Parquet in S3 to a checkpoint folder in S3."""
+    from pipelines.config import TrainConfig
+    from pipelines.train import run_train
+    from tests.pipelines.faces_data import write_faces
+
+    root = tmp_path_factory.mktemp("s3faces")
+    for identity, seed in (("a", 0), ("b", 1)):
+        folder = write_faces(root / identity, identity, 8, seed=seed)
+        for path in sorted(Path(folder).glob("*.parquet")):
+            s3_server.client().upload_file(
+                str(path), s3_server.bucket, f"train-faces/{identity}/{path.name}"
+            )
+    cfg = TrainConfig(
+        a=s3_server.uri("train-faces/a/"),
+        b=s3_server.uri("train-faces/b/"),
+        out=s3_server.uri("train-out/"),
+        workers=1,
+        batch_size=4,
+        steps=2,
+        save_every=2,
+        log_every=1,
+        width=4,
+        latent_dim=16,
+        preview_faces=2,
+    )
+    return {"cfg": cfg, "summary": run_train(cfg)}
+
+
+def test_train_reads_s3_faces_and_writes_s3_checkpoints(s3_server, s3_trained):
+    summary = s3_trained["summary"]
+    assert summary.step == 2 and summary.checkpoint
+    keys = s3_server.keys("train-out/")
+    assert any(k.endswith("/model.pt") for k in keys), keys
+    assert any(k.endswith("/config.json") for k in keys)
+    assert "testing:testing" not in storage.strip_query(summary.checkpoint)

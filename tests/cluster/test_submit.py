@@ -114,6 +114,31 @@ def test_submit_s3_extract_follows_logs_to_success(ray_head, s3_server, s3_video
     assert any(line.startswith("extract-s3 ") and "SUCCEEDED" in line for line in listed)
 
 
+def test_submit_render_from_s3_checkpoint_to_s3_videos(ray_head, s3_server, s3_videos):
+    """Render as a job: checkpoint and videos in S3, videos and manifest written to S3."""
+    import torch
+
+    from ops.checkpoint import save_checkpoint
+    from ops.model import ModelConfig, SwapAutoencoder
+
+    torch.manual_seed(0)
+    model = SwapAutoencoder(ModelConfig(resolution=64, width=8, latent_dim=32))
+    save_checkpoint(s3_server.uri("job-ckpt/checkpoint"), model, step=0, coverage=1.5, size=128)
+    env = s3_server.env
+    forward = [arg for key in env for arg in ("--env", key)]
+    result = run_cli(
+        ray_head,
+        *("submit", "--address", ray_head.address, "--job-id", "render-s3", *forward, "--"),
+        *("render", s3_server.plain("job-ckpt/checkpoint"), s3_server.plain("videos/a/")),
+        *("--out", s3_server.plain("job-renders/"), "--workers", "1"),
+        env=env,
+    )
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "job render-s3: SUCCEEDED" in result.stderr
+    keys = s3_server.keys("job-renders/")
+    assert "job-renders/manifest.parquet" in keys and "job-renders/sample_a.mp4" in keys
+
+
 def test_stop_ends_a_running_job_and_follow_returns(ray_head, sample_clips, tmp_path):
     started = run_cli(
         ray_head,
