@@ -19,7 +19,9 @@ def connect_ray(address: str | None = None) -> None:
     ray.init(
         address=address,
         include_dashboard=False if address is None else None,
-        log_to_driver=True,
+        # Stages report per-item errors themselves; worker logs stay in Ray's log folder
+        # (/tmp/ray/session_latest/logs) instead of flooding the progress display.
+        log_to_driver=False,
         logging_level=logging.WARNING,
         configure_logging=True,
     )
