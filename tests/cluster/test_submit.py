@@ -50,6 +50,12 @@ def test_build_entrypoint_quotes_every_argument():
     assert entry == "python -m pipelines.cli extract 'my clips/' --out 's3://b/o?x=1&y=2'"
 
 
+@pytest.mark.parametrize("command", ["submit", "jobs", "logs", "stop"])
+def test_job_commands_have_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "--address" in result.output
+
+
 def test_submit_unknown_stage_is_a_usage_error():
     result = CliRunner().invoke(app, ["submit", "--", "bogus", "x"])
     assert result.exit_code == 2 and "extract" in result.output
