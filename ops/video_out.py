@@ -216,10 +216,13 @@ class _AudioCarrier:
             self.source.close()
 
     def _copied(self) -> Iterator[tuple[float, av.Packet]]:
-        origin = self.in_stream.start_time or 0
+        # keep sync with the video: its first frame becomes time 0 in the output
+        video = self.source.streams.video[0] if self.source.streams.video else None
+        video_start_s = float((video.start_time or 0) * video.time_base) if video else 0.0
+        origin = round(video_start_s / self.in_stream.time_base)
         for packet in self.source.demux(self.in_stream):
-            if packet.size == 0 or packet.dts is None:
-                continue
+            if packet.size == 0 or packet.dts is None or packet.dts < origin:
+                continue  # audio from before the first video frame has no place
             packet.pts = None if packet.pts is None else packet.pts - origin
             packet.dts -= origin
             packet.stream = self.out_stream

@@ -289,6 +289,8 @@ def _collect(
         if state.add(report):
             if state.error:
                 rows.append(manifest_row(state))
+                for part, _ in state.parts():  # parts of the segments that did succeed
+                    storage.delete_file(part)
             else:  # [3] join the parts in order, with the source audio
                 joins[join_video.remote(state.video, state.output, state.parts(), tags)] = state
         if on_progress is not None:
