@@ -11,8 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=$(realpath -m "${1:-$(mktemp -d /tmp/rayswap-local-XXXXXX)}")
 mkdir -p "$WORK"
-GCS_PORT=${RAYSWAP_GCS_PORT:-6390}
-DASHBOARD_PORT=${RAYSWAP_DASHBOARD_PORT:-8266}
+# Every port of this head is chosen here (BASE..BASE+8), so it runs beside any other Ray
+# on the machine; keep BASE outside Ray's worker port range 10002-19999.
+BASE=${RAYSWAP_PORT_BASE:-46390}
+GCS_PORT=$BASE
+DASHBOARD_PORT=$((BASE + 1))
 export RAY_USAGE_STATS_ENABLED=0
 export RAY_AUTH_MODE=token
 export RAY_API_SERVER_ADDRESS="http://127.0.0.1:${DASHBOARD_PORT}"
@@ -21,6 +24,10 @@ export RAY_API_SERVER_ADDRESS="http://127.0.0.1:${DASHBOARD_PORT}"
 echo "local: [1/6] head on 127.0.0.1 (GCS :${GCS_PORT}, Jobs API :${DASHBOARD_PORT}), logs in ${WORK}"
 setsid ray start --head --block --num-cpus=4 --port="${GCS_PORT}" \
     --dashboard-host=127.0.0.1 --dashboard-port="${DASHBOARD_PORT}" \
+    --ray-client-server-port=$((BASE + 2)) --dashboard-agent-listen-port=$((BASE + 3)) \
+    --dashboard-agent-grpc-port=$((BASE + 4)) --runtime-env-agent-port=$((BASE + 5)) \
+    --metrics-export-port=$((BASE + 6)) --node-manager-port=$((BASE + 7)) \
+    --object-manager-port=$((BASE + 8)) \
     --temp-dir="${WORK}/ray" --disable-usage-stats >"${WORK}/head.log" 2>&1 &
 HEAD_PID=$!
 stop_head() { kill -TERM -- "-${HEAD_PID}" 2>/dev/null || true; wait "${HEAD_PID}" 2>/dev/null || true; }

@@ -33,6 +33,7 @@ import yaml
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 RUNTIME_ENV_FILE = Path(__file__).with_name("runtime_env.yaml")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+AGENT_WAIT_S = 60.0  # how long a submit waits for a freshly started head's job agent
 
 
 class ClusterError(Exception):
@@ -157,14 +158,22 @@ def submit(
     entrypoint = build_entrypoint(stage_args)
     runtime_env = build_runtime_env(working_dir, env_vars)
     client, url = connect(address)
+    job_id = job_id or new_job_id(stage_args[0])
+    deadline = time.monotonic() + AGENT_WAIT_S
     with _errors(url):
-        return client.submit_job(
-            entrypoint=entrypoint,
-            submission_id=job_id or new_job_id(stage_args[0]),
-            runtime_env=runtime_env,
-            entrypoint_num_cpus=entrypoint_num_cpus,
-            metadata={"stage": stage_args[0], "submitted_by": "rayswap"},
-        )
+        while True:
+            try:
+                return client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job_id,
+                    runtime_env=runtime_env,
+                    entrypoint_num_cpus=entrypoint_num_cpus,
+                    metadata={"stage": stage_args[0], "submitted_by": "rayswap"},
+                )
+            except RuntimeError as exc:  # a head that just started has no job agent yet
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
 
 def list_jobs(address: str | None = None) -> list[dict[str, Any]]:

@@ -38,6 +38,8 @@ NOT_STAGES = ("submit", "jobs", "logs", "stop")
 
 def _cluster_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a cluster.submit call; a ClusterError becomes one line on stderr and exit 1."""
+    import ray.job_submission  # noqa: F401 - Ray sets up its loggers on import; quiet them after
+
     from cluster.submit import ClusterError
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no per-file packaging notes
