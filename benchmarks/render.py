@@ -22,6 +22,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CLIPS = ("person_d__liveportrait_d18.mp4", "person_f__liveportrait_d3.mp4")
@@ -44,7 +45,7 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def _best_s(fn, repeats: int = 3) -> float:
+def _best_s(fn: Callable[[], object], repeats: int = 3) -> float:
     """Fastest of `repeats` runs in CPU seconds of this process: stable on a shared machine."""
     best = float("inf")
     for _ in range(repeats):

@@ -103,7 +103,7 @@ class SegmentWriter:
         self.close()
 
 
-def _video_packets(path: str, fps: Fraction):
+def _video_packets(path: str, fps: Fraction) -> Iterator[tuple[int, int, av.Packet]]:
     """(frame_pts, frame_dts, packet) of a segment file, timestamps in frames."""
     container = av.open(path)
     stream = container.streams.video[0]
@@ -170,7 +170,7 @@ class _Counter:
 
 
 def _video_out_packets(
-    segments: list[tuple[str, int]], fps: Fraction, stream, counter: _Counter
+    segments: list[tuple[str, int]], fps: Fraction, stream: av.video.VideoStream, counter: _Counter
 ) -> Iterator[tuple[float, av.Packet]]:
     """The segments' packets, renumbered into one timeline: (decode time s, packet)."""
     last_dts = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -31,7 +32,7 @@ def render_summary_lines(summary: StageSummary) -> list[str]:
     ]
 
 
-def _render_progress(progress: Progress):
+def _render_progress(progress: Progress) -> Callable[[dict, dict], None]:
     def show(report: dict, totals: dict) -> None:
         if report["error"]:
             progress.show(f"  error: {report['video']}: {report['error']}", force=True)

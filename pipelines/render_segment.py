@@ -161,7 +161,9 @@ class SegmentRenderer:
                     height, width = frame.shape[:2]
                     writer = SegmentWriter(out_path, fps, width, height, self.cfg.crf)
                 pending.append(_Pending(index, frame, faces))
-                if sum(len(p.faces) for p in pending) >= self.cfg.batch_size:
+                faces_waiting = sum(len(p.faces) for p in pending)
+                # a full model batch, or a bounded number of frames held (faceless stretches)
+                if faces_waiting >= self.cfg.batch_size or len(pending) >= 2 * self.cfg.batch_size:
                     self._flush(pending, writer, counts)
                     pending = []
             if pending and writer is not None:
