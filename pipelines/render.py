@@ -224,9 +224,14 @@ def prepare_render(cfg: RenderConfig) -> list[VideoSource]:
 
     Raises ValueError / FileNotFoundError naming the problem; the CLI turns it into exit 2.
     """
+    import torch
+
     from ops.checkpoint import load_checkpoint
 
     load_checkpoint(cfg.checkpoint)
+    if cfg.gpu and cfg.address is None and not ray.is_initialized():
+        if not torch.cuda.is_available():  # a local Ray would wait forever for a GPU
+            raise ValueError("--gpu: this machine has no CUDA GPU; drop --gpu or use --address")
     sources = expand_inputs(cfg.inputs, None)
     if not sources:
         raise ValueError(f"no videos found in {list(cfg.inputs)}")

@@ -37,3 +37,20 @@ def test_render_missing_or_corrupt_checkpoint_exits_2(tmp_path) -> None:
 def test_verify_bad_flag_exits_2() -> None:
     result = runner.invoke(app, ["verify", "v.mp4", "--max-frames", "1"])
     assert result.exit_code == 2 and "--max-frames" in result.output
+
+
+def test_render_gpu_without_cuda_exits_2(tmp_path) -> None:
+    import pytest
+    import torch
+
+    from ops.checkpoint import save_checkpoint
+    from ops.model import ModelConfig, SwapAutoencoder
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ckpt = str(tmp_path / "ckpt")
+    save_checkpoint(ckpt, SwapAutoencoder(ModelConfig(width=4, latent_dim=8)), 0, 1.5, 64)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    result = runner.invoke(app, ["render", ckpt, str(video), "--out", str(tmp_path), "--gpu"])
+    assert result.exit_code == 2 and "--gpu" in result.output
