@@ -10,6 +10,7 @@ the train workers.
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from ops.checkpoint import (
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
 
+MIN_EPOCH_STEPS, MAX_COPIES = 200, 64
 READ_COLUMNS = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE, schema.ERROR]
 
 
@@ -178,6 +180,13 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
         )
     train, held = decoded.split_at_indices([info.decoded - cfg.preview_faces])
     preview = np.stack([row["face"] for row in held.take_all()])
+    # Each epoch restarts the Ray Data pipeline, and the workers wait while it spins up;
+    # with few faces, chain copies so that one epoch lasts at least MIN_EPOCH_STEPS.
+    rows = info.decoded - cfg.preview_faces
+    epoch_steps = min(MIN_EPOCH_STEPS, cfg.steps)
+    copies = min(MAX_COPIES, math.ceil(epoch_steps * cfg.batch_size * cfg.workers / rows))
+    if copies > 1:
+        train = train.union(*([train] * (copies - 1)))
     # Blocks are video segments in order: visit them in a new order every epoch; the
     # workers' local shuffle buffers mix the faces within (no all-to-all shuffle).
     train = train.randomize_block_order()
