@@ -19,7 +19,6 @@ Output layout (local path or object-store URI):
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -35,104 +34,22 @@ from ops import schema, storage
 from ops.align import align_face
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.quality import encode_crop, sharpness
-from ops.sources import VideoSource, expand_inputs, video_id
-from ops.video import every_n_for_fps, iter_frames, probe_video
+from ops.sources import VideoSource
+from ops.video import iter_frames
 from pipelines.config import ExtractConfig, StageSummary, config_json, parse_label_selector
+from pipelines.extract_plan import (
+    REPORT_KEYS,
+    error_path,
+    list_done_segments,
+    name_file,
+    plan_segments,
+    prepare_extract,
+    segment_path,
+    segment_report,
+)
 from pipelines.ray_setup import connect_ray, plan_workers
 
 PLAN_TASKS = 4  # concurrent probe tasks
-REPORT_KEYS = (
-    "video",
-    "video_id",
-    "identity",
-    "start",
-    "stop",
-    "stage",
-    "error",
-    "frames",
-    "faces",
-    "filtered",
-    "seconds",
-    "began_at",  # wall clock (epoch s) when the segment's work began
-)
-
-
-def faces_dir(out: str, identity: str) -> str:
-    return storage.join(out, "faces", identity)
-
-
-def segment_name(video_key: str, start: int) -> str:
-    return f"{video_key}-{max(start, 0):09d}.parquet"
-
-
-def segment_path(out: str, identity: str, video_key: str, start: int) -> str:
-    return storage.join(faces_dir(out, identity), segment_name(video_key, start))
-
-
-def error_path(out: str, video_key: str, start: int) -> str:
-    return storage.join(out, "errors", segment_name(video_key, start))
-
-
-def list_done_segments(out: str) -> frozenset[str]:
-    """Relative names "<identity>/<file>" of the segments already committed under OUT/faces."""
-    root = storage.join(out, "faces")
-    prefix = storage.strip_query(root).rstrip("/") + "/"
-    done = set()
-    for path in storage.list_files(root):
-        relative = (
-            storage.strip_query(path)[len(prefix) :]
-            if storage.is_uri(path)
-            else path[len(storage.resolve(root)[1]) + 1 :]
-        )
-        if relative.endswith(".parquet") and "/" in relative:
-            done.add(relative)
-    return frozenset(done)
-
-
-def _report(row: dict, **fields) -> dict:
-    report = {key: row.get(key) for key in REPORT_KEYS}
-    report.update(frames=0, faces=0, filtered=0, seconds=0.0, began_at=0.0, stage="", error="")
-    report.update(fields)
-    return report
-
-
-def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
-    """flat_map: one input video -> its segment rows (or one error row). Never raises."""
-    uri, identity = row["video"], row["identity"]
-    key = video_id(uri)
-    base = {
-        "video": uri,
-        "identity": identity,
-        "video_id": key,
-        "start": 0,
-        "stop": -1,
-        "every_n": 1,
-    }
-    try:
-        if not storage.exists(uri):
-            raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
-        if storage.file_info(uri).size == 0:
-            raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
-        with storage.open_media(uri) as local:
-            info = probe_video(local)
-    except Exception as exc:  # noqa: BLE001 - recorded as an error row
-        return [_report(base, stage="probe", error=_name_file(uri, exc)) | {"every_n": 1}]
-    every_n = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
-    step = cfg["segment_frames"]
-    starts = list(range(0, max(info.frame_count, 1), step))
-    rows = []
-    for i, start in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else -1  # last segment runs to the end
-        name = f"{identity}/{segment_name(key, start)}"
-        status = "done" if name in done else ""
-        rows.append(_report(base, start=start, stop=stop, stage=status) | {"every_n": every_n})
-    return rows
-
-
-def _name_file(uri: str, exc: BaseException) -> str:
-    message = schema.format_error(exc)
-    name = storage.strip_query(uri)
-    return message if name in message else f"{message} ({name})"
 
 
 def _batched(items: Iterator, n: int) -> Iterator[list]:
@@ -168,7 +85,7 @@ class FaceExtractor:
         for row in _rows(batch):
             started, began_at = time.perf_counter(), time.time()
             if row["stage"] == "done":
-                reports.append(_report(row, stage="skipped"))
+                reports.append(segment_report(row, stage="skipped"))
                 continue
             try:
                 if row["error"]:
@@ -176,7 +93,7 @@ class FaceExtractor:
                 counts = self._extract_segment(row)
                 storage.delete_file(error_path(self.out, row["video_id"], row["start"]))
                 reports.append(
-                    _report(
+                    segment_report(
                         row,
                         stage="ok",
                         seconds=time.perf_counter() - started,
@@ -186,10 +103,10 @@ class FaceExtractor:
                 )
             except Exception as exc:  # noqa: BLE001 - one bad video never stops the batch
                 stage = exc.stage if isinstance(exc, _Recorded) else "extract"
-                error = exc.error if isinstance(exc, _Recorded) else _name_file(row["video"], exc)
+                error = exc.error if isinstance(exc, _Recorded) else name_file(row["video"], exc)
                 self._write_error(row, stage, error)
                 reports.append(
-                    _report(
+                    segment_report(
                         row,
                         stage=stage,
                         error=error,
@@ -283,21 +200,6 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
         }
 
 
-def check_resume(cfg: ExtractConfig) -> None:
-    """Refuse to add to an output written with settings that change what a row holds."""
-    path = storage.join(cfg.out, "_config.json")
-    if not storage.exists(path):
-        return
-    previous = json.loads(storage.read_bytes(path)).get("config", {})
-    for name in ExtractConfig.OUTPUT_FIELDS:
-        if name in previous and previous[name] != getattr(cfg, name):
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(
-                f"{cfg.out} was written with {flag} {previous[name]!r}, this run asks for "
-                f"{getattr(cfg, name)!r}; use the same settings to resume, or a new --out"
-            )
-
-
 def build_extract_dataset(
     cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], workers: int
 ) -> ray.data.Dataset:
@@ -332,18 +234,6 @@ def write_configs(cfg: ExtractConfig) -> None:
             else storage.join(cfg.out, "_config.json"),
             payload,
         )
-
-
-def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
-    """Checks that need no Ray: the inputs expand to videos and OUT can be resumed.
-
-    Raises ValueError naming the problem; the CLI turns it into exit code 2.
-    """
-    check_resume(cfg)
-    sources = expand_inputs(cfg.inputs, cfg.identity)
-    if not sources:
-        raise ValueError(f"no videos found in {list(cfg.inputs)}")
-    return sources
 
 
 def run_extract(

@@ -1,0 +1,136 @@
+"""Extract planning: output layout, resume bookkeeping and splitting videos into segments.
+
+Ray-free helpers of pipelines/extract.py. `plan_segments` runs as a Ray Data flat_map task
+(one input video -> its segment rows); the rest runs on the driver before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ops import schema, storage
+from ops.sources import VideoSource, expand_inputs, video_id
+from ops.video import every_n_for_fps, probe_video
+from pipelines.config import ExtractConfig
+
+REPORT_KEYS = (
+    "video",
+    "video_id",
+    "identity",
+    "start",
+    "stop",
+    "stage",
+    "error",
+    "frames",
+    "faces",
+    "filtered",
+    "seconds",
+    "began_at",  # wall clock (epoch s) when the segment's work began
+)
+
+
+def faces_dir(out: str, identity: str) -> str:
+    return storage.join(out, "faces", identity)
+
+
+def segment_name(video_key: str, start: int) -> str:
+    return f"{video_key}-{max(start, 0):09d}.parquet"
+
+
+def segment_path(out: str, identity: str, video_key: str, start: int) -> str:
+    return storage.join(faces_dir(out, identity), segment_name(video_key, start))
+
+
+def error_path(out: str, video_key: str, start: int) -> str:
+    return storage.join(out, "errors", segment_name(video_key, start))
+
+
+def list_done_segments(out: str) -> frozenset[str]:
+    """Relative names "<identity>/<file>" of the segments already committed under OUT/faces."""
+    root = storage.join(out, "faces")
+    prefix = storage.strip_query(root).rstrip("/") + "/"
+    done = set()
+    for path in storage.list_files(root):
+        relative = (
+            storage.strip_query(path)[len(prefix) :]
+            if storage.is_uri(path)
+            else path[len(storage.resolve(root)[1]) + 1 :]
+        )
+        if relative.endswith(".parquet") and "/" in relative:
+            done.add(relative)
+    return frozenset(done)
+
+
+def segment_report(row: dict, **fields) -> dict:
+    report = {key: row.get(key) for key in REPORT_KEYS}
+    report.update(frames=0, faces=0, filtered=0, seconds=0.0, began_at=0.0, stage="", error="")
+    report.update(fields)
+    return report
+
+
+def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
+    """flat_map: one input video -> its segment rows (or one error row). Never raises."""
+    uri, identity = row["video"], row["identity"]
+    key = video_id(uri)
+    base = {
+        "video": uri,
+        "identity": identity,
+        "video_id": key,
+        "start": 0,
+        "stop": -1,
+        "every_n": 1,
+    }
+    try:
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
+        if storage.file_info(uri).size == 0:
+            raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
+        with storage.open_media(uri) as local:
+            info = probe_video(local)
+    except Exception as exc:  # noqa: BLE001 - recorded as an error row
+        return [segment_report(base, stage="probe", error=name_file(uri, exc)) | {"every_n": 1}]
+    every_n = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
+    step = cfg["segment_frames"]
+    starts = list(range(0, max(info.frame_count, 1), step))
+    rows = []
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else -1  # last segment runs to the end
+        name = f"{identity}/{segment_name(key, start)}"
+        status = "done" if name in done else ""
+        rows.append(
+            segment_report(base, start=start, stop=stop, stage=status) | {"every_n": every_n}
+        )
+    return rows
+
+
+def name_file(uri: str, exc: BaseException) -> str:
+    message = schema.format_error(exc)
+    name = storage.strip_query(uri)
+    return message if name in message else f"{message} ({name})"
+
+
+def check_resume(cfg: ExtractConfig) -> None:
+    """Refuse to add to an output written with settings that change what a row holds."""
+    path = storage.join(cfg.out, "_config.json")
+    if not storage.exists(path):
+        return
+    previous = json.loads(storage.read_bytes(path)).get("config", {})
+    for name in ExtractConfig.OUTPUT_FIELDS:
+        if name in previous and previous[name] != getattr(cfg, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{cfg.out} was written with {flag} {previous[name]!r}, this run asks for "
+                f"{getattr(cfg, name)!r}; use the same settings to resume, or a new --out"
+            )
+
+
+def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
+    """Checks that need no Ray: the inputs expand to videos and OUT can be resumed.
+
+    Raises ValueError naming the problem; the CLI turns it into exit code 2.
+    """
+    check_resume(cfg)
+    sources = expand_inputs(cfg.inputs, cfg.identity)
+    if not sources:
+        raise ValueError(f"no videos found in {list(cfg.inputs)}")
+    return sources
