@@ -66,6 +66,20 @@ def _parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def _relative_paths(args: list[str]) -> list[str]:
+    """Arguments that look like relative local paths (they would land in the job's temp dir)."""
+    from ops.storage import is_uri
+
+    return [
+        arg
+        for arg in args
+        if not arg.startswith("-")
+        and not is_uri(arg)
+        and not os.path.isabs(arg)
+        and ("/" in arg or os.path.exists(arg))
+    ]
+
+
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -122,6 +136,12 @@ def register(app: typer.Typer) -> None:
                 "e.g. rayswap submit -- extract clips/ --out s3://bucket/faces/"
             )
         env_vars = _parse_env(env or [])
+        for path in _relative_paths(stage_args[1:]):
+            typer.echo(
+                f"warning: {path!r} is a relative path; the job resolves it inside its own "
+                "temporary working dir on the cluster. Use s3:// URIs or absolute shared paths.",
+                err=True,
+            )
         job = _cluster_call(jobs.submit, stage_args, address, job_id, working_dir, env_vars or None)
         typer.echo(f"submitted {job}", err=True)
         if not wait:

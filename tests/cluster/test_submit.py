@@ -61,6 +61,24 @@ def test_submit_unknown_stage_is_a_usage_error():
     assert result.exit_code == 2 and "extract" in result.output
 
 
+def test_submit_warns_about_relative_paths_before_contacting_the_cluster():
+    result = CliRunner().invoke(
+        app,
+        [
+            "submit",
+            "--address",
+            "http://127.0.0.1:9",
+            "--",
+            "extract",
+            "clips/",
+            "--out",
+            "s3://b/o",
+        ],
+    )
+    assert "warning: 'clips/' is a relative path" in result.output
+    assert result.output.count("warning:") == 1  # not for the URI
+
+
 def test_submit_to_an_unreachable_address_prints_one_line_and_exits_1():
     result = CliRunner().invoke(
         app, ["submit", "--address", "http://127.0.0.1:9", "--", "extract", "x", "--out", "y"]
