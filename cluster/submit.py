@@ -8,7 +8,7 @@ its entrypoint is `python -m pipelines.cli STAGE ARGS...`, so the driver and eve
 the code that was submitted, with the cluster's Python environment (which must have
 rayswap's dependencies and ray[default]).
 
-Token auth (on by default since Ray 2.52): the token comes from RAY_AUTH_TOKEN, the file
+Token auth (on by default in Ray 2.60): the token comes from RAY_AUTH_TOKEN, the file
 named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token, and is sent as `Authorization: Bearer`.
 An unreachable address or a refused token raises ClusterError with a one-line message.
 
