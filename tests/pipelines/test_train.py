@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,22 +71,19 @@ def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
 
 
 @pytest.mark.ray
-def test_run_train_rerun_resumes_from_the_saved_step(first_run):
+def test_run_train_rerun_resumes_and_a_failed_worker_is_recovered(first_run):
+    """Rerun to step 8: it resumes at 4, saves 6, rank 1 raises at 7, the retry resumes at 6."""
     cfg, _ = first_run
-    summary = run_train(replace(cfg, steps=6, augment_in="worker"))
-    assert summary.resumed_from == 4 and summary.step == 6
-    assert load_checkpoint(cfg.out).step == 6
-    steps = [json.loads(line)["step"] for line in open(f"{cfg.out}/metrics.jsonl")]
-    assert steps == [1, 2, 3, 4, 5, 6]
-
-
-@pytest.mark.ray
-def test_run_train_recovers_a_failed_worker_from_the_checkpoint(ray_local, faces, tmp_path):
-    cfg = tiny_config(faces, tmp_path / "out", fail_at_step=3, augment_in="worker")
-    summary = run_train(cfg)
-    assert (tmp_path / "out" / FAIL_MARKER).exists()  # the failure did happen, once
-    assert summary.resumed_from == 2 and summary.step == 4  # the retry began at checkpoint 2
+    rerun_started = time.time()
+    summary = run_train(replace(cfg, steps=8, fail_at_step=7, augment_in="worker"))
+    assert (Path(cfg.out) / FAIL_MARKER).read_text() == "7"  # the failure happened, once
+    assert summary.resumed_from == 6 and summary.step == 8  # the retry began at checkpoint 6
     assert len(set(summary.weight_hashes)) == 1
+    assert load_checkpoint(cfg.out).step == 8
+    lines = [json.loads(line) for line in open(f"{cfg.out}/metrics.jsonl")]
+    assert [line["step"] for line in lines] == list(range(1, 9))
+    # steps 1-4 are the first run's lines (kept because the rerun resumed at 4, not 0)
+    assert all((line["time"] < rerun_started) == (line["step"] <= 4) for line in lines)
 
 
 def test_prepare_train_rejects_missing_empty_and_small_datasets(faces, tmp_path):
