@@ -5,7 +5,8 @@
 
 All numbers come from one run and are compared as ratios:
 - raw loop: `train_step` on one fixed, pre-augmented batch per identity, in this process,
-  with `--threads` torch threads (the same thread count a Ray Train worker gets from
+  measured before and after the Ray runs (the baseline is their mean), with `--threads`
+  torch threads (the same thread count a Ray Train worker gets from
   --cpus-per-worker); images/s counts both identities;
 - achieved FLOP/s of that loop (forward + backward FLOPs counted by torch's
   FlopCounterMode) against the measured float32 matmul rate on the same threads
@@ -195,6 +196,12 @@ def main(argv: list[str] | None = None) -> None:
         if not args.quick:
             results["ray_data_2w"] = pipeline_rate(args, faces, augment_in="data", workers=2)
     ray.shutdown()
+    # the raw loop again: on a shared machine the load drifts; the baseline is the mean
+    results["raw_images_per_s_after"] = raw_loop(args)["images_per_s"]
+    results["raw_images_per_s_before"] = results["raw_images_per_s"]
+    results["raw_images_per_s"] = (
+        results["raw_images_per_s_before"] + results["raw_images_per_s_after"]
+    ) / 2
     _print_table(args, results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -203,7 +210,12 @@ def main(argv: list[str] | None = None) -> None:
 def _print_table(args: argparse.Namespace, r: dict[str, float]) -> None:
     raw = r["raw_images_per_s"]
     rows = [
-        ("raw PyTorch loop, fixed batch", f"{raw:.1f} images/s", "baseline"),
+        (
+            "raw PyTorch loop, fixed batch",
+            f"{raw:.1f} images/s",
+            f"baseline (before {r['raw_images_per_s_before']:.1f}, "
+            f"after {r['raw_images_per_s_after']:.1f})",
+        ),
         (
             "Ray Train pipeline, augment in Ray Data, 1 worker",
             f"{r['ray_data_1w']:.1f} images/s",
