@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from ops.storage import strip_query
 from pipelines.cli_common import (
     AddressOption,
     MaxErrorOption,
@@ -45,8 +46,8 @@ def extract_summary_lines(summary: StageSummary) -> list[str]:
         f"{int(c['frames'])} frames, {int(c['faces'])} faces, {int(c['errors'])} errors "
         f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
         f"{c['faces_per_s']:.1f} faces/s, {int(c['workers'])} workers)",
-        f"faces:  {summary.output_path}/<identity>/",
-        f"errors: {summary.errors_path}/",
+        f"faces:  {strip_query(summary.output_path)}/<identity>/",
+        f"errors: {strip_query(summary.errors_path)}/",
     ]
 
 
@@ -149,7 +150,7 @@ def extract(
         label_selector=label_selector,
     )
     sources = usage_check(prepare_extract, cfg)
-    typer.echo(f"extract: {len(sources)} videos -> {cfg.out}", err=True)
+    typer.echo(f"extract: {len(sources)} videos -> {strip_query(cfg.out)}", err=True)
     summary = run_extract(cfg, sources, on_progress=_extract_progress(Progress()))
     finish(summary, cfg.max_error_fraction, extract_summary_lines(summary))
 
