@@ -60,6 +60,10 @@ def train(
     ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and augmentation.")] = 0,
     fail_at_step: Annotated[int | None, typer.Option(hidden=True)] = None,
+    label_selector: Annotated[
+        str | None,
+        typer.Option(help="Run workers only on nodes with these Ray labels, e.g. node-kind=gpu."),
+    ] = None,
     address: AddressOption = None,
 ) -> None:
     """Train the shared-encoder / two-decoder swap model on faces of a and b, on Ray Train.
@@ -93,6 +97,7 @@ def train(
         seed=seed,
         fail_at_step=fail_at_step,
         address=address,
+        label_selector=label_selector,
     )
     infos = usage_check(prepare_train, cfg)
     typer.echo(

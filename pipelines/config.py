@@ -212,9 +212,11 @@ class TrainConfig:
     seed: int = 0
     address: str | None = None
     fail_at_step: int | None = None  # fault-injection for tests: raise once, at this step
+    label_selector: str | None = None  # e.g. "node-kind=gpu": workers on such nodes only
 
     def __post_init__(self) -> None:
         _check(bool(self.a), "a", self.a, "give the faces folder of identity a")
+        parse_label_selector(self.label_selector)  # raises ValueError naming the flag
         _check(bool(self.b), "b", self.b, "give the faces folder of identity b")
         _check(self.a != self.b, "b", self.b, "must differ from --a")
         _check(bool(self.out), "out", self.out, "give an output directory or URI")
@@ -322,9 +324,7 @@ class RenderConfig:
         _check(self.segment_frames >= 16, "segment_frames", self.segment_frames, "must be >= 16")
         _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
-        _check(
-            0 < self.gpus_per_worker <= 8, "gpus_per_worker", self.gpus_per_worker, "in (0, 8]"
-        )
+        _check(0 < self.gpus_per_worker <= 8, "gpus_per_worker", self.gpus_per_worker, "in (0, 8]")
         _check(1 <= self.batch_size <= 256, "batch_size", self.batch_size, "must be in [1, 256]")
         _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
         _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")

@@ -50,7 +50,7 @@ from ops.checkpoint import (
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.preview import encode_png, preview_grid
 from ops.train_step import make_optimizer, train_step
-from pipelines.config import TrainConfig
+from pipelines.config import TrainConfig, parse_label_selector
 from pipelines.ray_setup import connect_ray
 from pipelines.train_data import FacesInfo, check_resume, inspect_faces, load_faces
 
@@ -327,6 +327,7 @@ def run_train(
             num_workers=cfg.workers,
             use_gpu=cfg.gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})},
+            label_selector=parse_label_selector(cfg.label_selector),  # e.g. GPU nodes only
         ),
         datasets=datasets,
         run_config=RunConfig(
