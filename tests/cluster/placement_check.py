@@ -81,24 +81,42 @@ def run_render_stage(clip: str, workdir: str) -> list[str]:
     return actor_nodes("FaceSwapper", started)
 
 
-def run_train_probe(workdir: str) -> list[str]:
-    """Ray Train workers placed as the train stage asks (GPU + node-kind=gpu)."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def run_train_stage(clip: str, workdir: str) -> list[str]:
+    """The real train stage with --label-selector node-kind=gpu (the GPU group's label).
 
-    def loop(config: dict) -> None:
-        pass
+    --gpu itself needs CUDA, which this machine lacks; the selector is what pins the
+    workers here, and on a cluster --gpu adds the GPU request on top of it.
+    """
+    from pipelines.config import ExtractConfig, TrainConfig
+    from pipelines.extract import run_extract
+    from pipelines.train import run_train
 
+    faces = os.path.join(workdir, "extract")
+    run_extract(
+        ExtractConfig(
+            inputs=(clip,),
+            out=faces,
+            identity="b",
+            size=128,
+            workers=1,
+            segment_frames=4,  # as the first extract into this folder
+            label_selector="node-kind=cpu",
+        )
+    )
     started = time.time() * 1000
-    TorchTrainer(
-        loop,
-        scaling_config=ScalingConfig(
-            num_workers=1,
-            resources_per_worker={"CPU": 1, "fake_gpu": 1},  # stands in for use_gpu=True
-            label_selector={"node-kind": "gpu"},
-        ),
-        run_config=RunConfig(name="placement", storage_path=os.path.join(workdir, "train")),
-    ).fit()
+    cfg = TrainConfig(
+        a=os.path.join(faces, "faces", "a"),
+        b=os.path.join(faces, "faces", "b"),
+        out=os.path.join(workdir, "train"),
+        steps=2,
+        save_every=2,
+        batch_size=2,
+        width=8,
+        latent_dim=32,
+        label_selector="node-kind=gpu",
+    )
+    summary = run_train(cfg)
+    assert summary.step == 2 and summary.checkpoint, summary
     return actor_nodes("RayTrainWorker", started)
 
 
@@ -122,7 +140,7 @@ def main(clip: str, workdir: str) -> dict:
         ran = {
             "extract": run_extract_stage(clip, workdir),
             "render": run_render_stage(clip, workdir),
-            "train": run_train_probe(workdir),
+            "train": run_train_stage(clip, workdir),
         }
     finally:
         ray.shutdown()
