@@ -229,8 +229,11 @@ def prepare_render(cfg: RenderConfig) -> list[VideoSource]:
     from ops.checkpoint import load_checkpoint
 
     load_checkpoint(cfg.checkpoint)
+    # Actors that ask for a GPU nobody has would wait forever: refuse before starting.
+    if cfg.gpu and ray.is_initialized() and ray.cluster_resources().get("GPU", 0) <= 0:
+        raise ValueError("--gpu: the Ray cluster this process joined has no GPU; drop --gpu")
     if cfg.gpu and cfg.address is None and not ray.is_initialized():
-        if not torch.cuda.is_available():  # a local Ray would wait forever for a GPU
+        if not torch.cuda.is_available():
             raise ValueError("--gpu: this machine has no CUDA GPU; drop --gpu or use --address")
     sources = expand_inputs(cfg.inputs, None)
     if not sources:
