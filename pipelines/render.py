@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import posixpath
 import re
 import tempfile
 import time
@@ -188,7 +189,8 @@ def join_video(video: str, output: str, parts: list[tuple[str, int]], tags: dict
     for part, _ in parts:
         storage.delete_file(part)
     if parts:  # the video's folder under _parts (empty now)
-        filesystem, inner = storage.resolve(parts[0][0].rsplit("/", 1)[0])
+        filesystem, inner = storage.resolve(parts[0][0])  # keeps a URI's endpoint query
+        inner = posixpath.dirname(inner)
         with contextlib.suppress(OSError):
             filesystem.delete_dir(inner)
     return time.perf_counter() - started
@@ -214,8 +216,6 @@ def build_render_dataset(
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker if cfg.gpu else 0,
-        max_restarts=2,
-        max_task_retries=2,
     )
 
 
