@@ -9,7 +9,8 @@ of the face's alignment affine, so it moves, turns and scales with the face.
 
 Detection: re-detect and re-align each face, which undoes crops, shifts and rescaling;
 band-pass the crop's luma the same way; correlate it with the key's pattern and with
-`N_DECOYS` patterns of other keys. One frame is a weak signal, so correlations are averaged
+`N_DECOYS` patterns of other keys (best over shifts of up to `MAX_SHIFT` px, the same for
+all patterns). One frame is a weak signal, so correlations are averaged
 over many frames. The decoys give the null distribution on the same frames (same face
 content, same codec noise, same temporal correlation), so the score is a z-score:
 (true - mean(decoys)) / std(decoys). An unmarked video scores like one more decoy
@@ -33,6 +34,7 @@ from ops.types import Affine, Frame, Landmarks
 WM_SIZE = 128  # canonical crop side in px
 WM_COVERAGE = 1.5  # canonical crop coverage (ops.align)
 N_DECOYS = 127
+MAX_SHIFT = 2  # canonical px searched around the re-detected alignment
 REGION_BORDER = 8  # px of the canonical crop left unmarked at each edge
 DEFAULT_KEY = "rayswap"
 DEFAULT_STRENGTH = 4.0  # RMS of the added luma, in grey levels, inside the region
@@ -133,12 +135,30 @@ def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
     return band / (energy + 2.0) * watermark_region()
 
 
-def correlate_watermark(residual: np.ndarray, key: str = DEFAULT_KEY) -> np.ndarray:
-    """Normalised correlations of a residual with the key's patterns; (1 + N_DECOYS,) float32."""
-    patterns = watermark_patterns(key).reshape(1 + N_DECOYS, -1)
-    vector = residual.reshape(-1)
-    norm = float(np.linalg.norm(vector)) * float(np.linalg.norm(patterns[0])) + 1e-9
-    return (patterns @ vector) / norm
+@lru_cache(maxsize=8)
+def _pattern_spectra(key: str) -> np.ndarray:
+    """Conjugate 2-D spectra of the key's patterns, (1 + N_DECOYS, S, S // 2 + 1) complex."""
+    return np.conj(np.fft.rfft2(watermark_patterns(key)))
+
+
+def correlate_watermark(
+    residual: np.ndarray, key: str = DEFAULT_KEY, max_shift: int = MAX_SHIFT
+) -> np.ndarray:
+    """Normalised correlations of a residual with the key's patterns; (1 + N_DECOYS,) float32.
+
+    Each pattern's value is its best correlation over shifts of up to `max_shift` canonical
+    px, which absorbs the detector's landmark jitter between render and verify. Decoys get
+    the same maximum, so the null distribution stays fair.
+    """
+    patterns = watermark_patterns(key)
+    norm = float(np.linalg.norm(residual)) * float(np.linalg.norm(patterns[0])) + 1e-9
+    if max_shift <= 0:
+        return (patterns.reshape(len(patterns), -1) @ residual.reshape(-1)) / norm
+    spectrum = np.fft.rfft2(residual.astype(np.float32))
+    maps = np.fft.irfft2(spectrum[None] * _pattern_spectra(key), s=residual.shape)  # (P, S, S)
+    offsets = np.r_[0 : max_shift + 1, -max_shift:0]  # circular shifts -max..max
+    window = maps[:, offsets][:, :, offsets]  # (P, 2m+1, 2m+1)
+    return (window.reshape(len(patterns), -1).max(1) / norm).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ frames [start, stop) of a local video file into a segment MP4. It also decodes
 `smooth_frames` frames of context on each side, so the centred landmark window sees the
 same frames as a single pass over the whole video: segments join without a seam.
 
+The watermark is embedded at the landmarks the detector finds on the swapped face (one
+more detector pass over the swapped frames), which is where `verify` will look.
+
 Faces of many frames go through the model together (`batch_size` faces per forward pass),
 and every batch, of the detector and of the model, is padded to a fixed size, so a face's
 result does not depend on which other faces shared its batch.
@@ -24,7 +27,7 @@ from ops.blend import blend_mask, match_color, paste_back, template_oval
 from ops.checkpoint import load_checkpoint
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.label import draw_label
-from ops.smooth import smooth_faces
+from ops.smooth import face_scale, match_face, smooth_faces
 from ops.types import Detection, Frame, Landmarks
 from ops.video import iter_frames
 from ops.video_out import SegmentWriter
@@ -108,16 +111,34 @@ class SegmentRenderer:
                 jobs.append((i, crop, affine, landmarks))
         swapped, masks = self.swap_crops([crop for _, crop, _, _ in jobs])
         frames = [item.frame for item in pending]
-        for (i, crop, affine, landmarks), rgb, learned in zip(jobs, swapped, masks, strict=True):
+        for (i, crop, affine, _), rgb, learned in zip(jobs, swapped, masks, strict=True):
             rgb = match_color(rgb, crop, self.oval, cfg.color)
             mask = blend_mask(learned, self.oval, cfg.mask_erode, cfg.mask_feather)
-            frame = paste_back(frames[i], rgb, mask, affine)
-            frames[i] = embed_watermark(frame, landmarks, cfg.watermark_key, cfg.watermark_strength)
+            frames[i] = paste_back(frames[i], rgb, mask, affine)
+        for i, landmarks in self.mark_points(frames, jobs):
+            frames[i] = embed_watermark(
+                frames[i], landmarks, cfg.watermark_key, cfg.watermark_strength
+            )
         if cfg.label:
             frames = [
                 draw_label(f) if item.faces else f for f, item in zip(frames, pending, strict=True)
             ]
         return frames
+
+    def mark_points(self, frames: list[Frame], jobs: list[tuple]) -> list[tuple[int, Landmarks]]:
+        """Where to embed the watermark: the landmarks a verifier will find on the new face.
+
+        The swapped face has its own eyes and mouth, a few pixels off the target's; the
+        mark is placed where the detector sees the swapped face, so `verify` re-aligns to
+        the same canonical crop. Falls back to the target's landmarks if it sees none.
+        """
+        rows = sorted({i for i, *_ in jobs})
+        redetected = dict(zip(rows, self.detect([frames[i] for i in rows]), strict=True))
+        points = []
+        for i, _, _, landmarks in jobs:
+            match = match_face(landmarks, redetected[i], 0.5 * face_scale(landmarks))
+            points.append((i, landmarks if match is None else match.landmarks))
+        return points
 
     # -- the segment -----------------------------------------------------------------------
     def _windows(
