@@ -17,7 +17,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ops import storage
-from ops.video import VIDEO_EXTENSIONS
+from ops.types import VideoInfo
+from ops.video import VIDEO_EXTENSIONS, probe_video
 
 MANIFEST_EXTENSIONS = (".csv", ".parquet")
 DEFAULT_IDENTITY = "unlabelled"
@@ -99,3 +100,18 @@ def video_id(uri: str) -> str:
     except (OSError, ValueError):
         pass
     return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def probe_source(uri: str) -> VideoInfo:
+    """Probe a video at a local path or URI, reading only its header and first frame.
+
+    Raises FileNotFoundError / ValueError naming the file for a missing path, an empty
+    file, or anything FFmpeg cannot read as video.
+    """
+    name = storage.strip_query(uri)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{name}: no such file")
+    if storage.file_info(uri).size == 0:
+        raise ValueError(f"{name}: file is empty (0 bytes)")
+    with storage.open_media(uri) as media:
+        return probe_video(media)

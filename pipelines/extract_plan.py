@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 from ops import schema, storage
-from ops.sources import VideoSource, expand_inputs, video_id
-from ops.video import every_n_for_fps, probe_video
+from ops.sources import VideoSource, expand_inputs, probe_source, video_id
+from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
 
 REPORT_KEYS = (
@@ -81,12 +81,7 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
         "every_n": 1,
     }
     try:
-        if not storage.exists(uri):
-            raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
-        if storage.file_info(uri).size == 0:
-            raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
-        with storage.open_media(uri) as local:
-            info = probe_video(local)
+        info = probe_source(uri)
     except Exception as exc:  # noqa: BLE001 - recorded as an error row
         return [segment_report(base, stage="probe", error=name_file(uri, exc)) | {"every_n": 1}]
     every_n = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])

@@ -36,8 +36,7 @@ import ray
 import ray.data
 
 from ops import schema, storage
-from ops.sources import VideoSource, expand_inputs, video_id
-from ops.video import probe_video
+from ops.sources import VideoSource, expand_inputs, probe_source, video_id
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig, StageSummary, config_json, versions
 from pipelines.ray_setup import connect_ray, plan_workers
@@ -96,12 +95,7 @@ def plan_render_segments(row: dict, segment_frames: int, out: str) -> list[dict]
     base = {"video": uri, "video_id": key, "output": storage.join(out, name), "start": 0}
     base |= {"stop": -1, "segments": 1, "part": "", "error": ""}
     try:
-        if not storage.exists(uri):
-            raise FileNotFoundError(f"{storage.strip_query(uri)}: no such file")
-        if storage.file_info(uri).size == 0:
-            raise ValueError(f"{storage.strip_query(uri)}: file is empty (0 bytes)")
-        with storage.local_copy(uri) as local:
-            info = probe_video(local)
+        info = probe_source(uri)
     except Exception as exc:  # noqa: BLE001 - recorded in the manifest
         return [_report(base, error=schema.format_error(exc))]
     starts = list(range(0, max(info.frame_count, 1), segment_frames))
