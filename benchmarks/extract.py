@@ -187,6 +187,7 @@ def pipeline_child(spec: dict) -> dict:
 
     with PeakMemory() as memory:
         ray.init(
+            address="local",
             num_cpus=spec["workers"] + 1,
             include_dashboard=False,
             log_to_driver=False,

@@ -41,6 +41,7 @@ def ray_local():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never attach to a `ray start` head that happens to run here
             num_cpus=4,
             object_store_memory=256 * 1024**2,
             include_dashboard=False,
