@@ -89,7 +89,7 @@ def run_demo(
     for verdict in verdicts:
         state = "marked" if verdict.marked else "not marked"
         echo(
-            f"demo: [5/5] verify {os.path.basename(verdict.video)}: {state} "
+            f"demo: [5/5] verify {os.path.relpath(verdict.video, out)}: {state} "
             f"(score {verdict.score:.1f})"
         )
     if not verdicts[0].marked or verdicts[1].marked:
