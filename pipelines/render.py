@@ -141,10 +141,12 @@ class FaceSwapper:
 
     def _render(self, row: dict) -> dict[str, int]:
         stop = None if row["stop"] < 0 else row["stop"]
-        with storage.local_copy(row["video"]) as local, tempfile.TemporaryDirectory() as tmp:
-            fps = frame_rate_of(local)
+        # object-store videos are read in place (ranged reads), never downloaded whole
+        with storage.open_media(row["video"]) as media:
+            fps = frame_rate_of(media)
+        with storage.open_media(row["video"]) as media, tempfile.TemporaryDirectory() as tmp:
             part = os.path.join(tmp, "part.mp4")
-            counts = self.renderer.render(local, row["start"], stop, part, fps)
+            counts = self.renderer.render(media, row["start"], stop, part, fps)
             if counts.frames == 0 and row["start"] == 0:
                 raise ValueError(f"{storage.strip_query(row['video'])}: no decodable frames")
             if counts.frames:
