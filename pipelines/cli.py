@@ -24,6 +24,7 @@ from pipelines.cli_common import (
     absolute,
     build_config,
     finish,
+    segment_progress,
     usage_check,
 )
 from pipelines.config import ExtractConfig, StageSummary
@@ -151,21 +152,11 @@ def extract(
     )
     sources = usage_check(prepare_extract, cfg)
     typer.echo(f"extract: {len(sources)} videos -> {strip_query(cfg.out)}", err=True)
-    summary = run_extract(cfg, sources, on_progress=_extract_progress(Progress()))
+    progress = Progress()
+    counts = {"faces": "faces", "errors": "errors"}
+    summary = run_extract(cfg, sources, on_progress=segment_progress(progress, "extract", counts))
+    progress.close()
     finish(summary, cfg.max_error_fraction, extract_summary_lines(summary))
-
-
-def _extract_progress(progress: Progress):
-    def show(report: dict, totals: dict) -> None:
-        if report["error"]:
-            progress.show(f"  error: {report['error']}", force=True)
-        rate = totals["frames"] / max(progress.elapsed, 1e-6)
-        progress.show(
-            f"extract: {totals['segments']} segments done, {totals['frames']} frames, "
-            f"{totals['faces']} faces, {totals['errors']} errors, {rate:.1f} frames/s"
-        )
-
-    return show
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -93,3 +94,26 @@ def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -
             err=True,
         )
         raise typer.Exit(1)
+
+
+def segment_progress(
+    progress: Progress, stage: str, counts: dict[str, str]
+) -> Callable[[dict, dict], None]:
+    """An `on_progress` callback for segment stages: errors as they come, then one status line.
+
+    counts: totals key -> label, e.g. {"faces": "faces"} shows "... 120 faces, ...".
+    """
+
+    def show(report: dict, totals: dict) -> None:
+        if report["error"]:
+            error, video = report["error"], str(report.get("video", ""))
+            named = error if not video or video in error else f"{video}: {error}"
+            progress.show(f"  error: {named}", force=True)
+        rate = totals["frames"] / max(progress.elapsed, 1e-6)
+        shown = "".join(f", {totals[key]} {label}" for key, label in counts.items())
+        progress.show(
+            f"{stage}: {totals['segments']} segments done, {totals['frames']} frames"
+            f"{shown}, {rate:.1f} frames/s"
+        )
+
+    return show

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -14,6 +13,7 @@ from pipelines.cli_common import (
     absolute,
     build_config,
     finish,
+    segment_progress,
     usage_check,
 )
 from pipelines.config import RenderConfig, StageSummary, VerifyConfig
@@ -30,19 +30,6 @@ def render_summary_lines(summary: StageSummary) -> list[str]:
         f"videos:   {summary.output_path}/",
         f"manifest: {summary.errors_path}",
     ]
-
-
-def _render_progress(progress: Progress) -> Callable[[dict, dict], None]:
-    def show(report: dict, totals: dict) -> None:
-        if report["error"]:
-            progress.show(f"  error: {report['video']}: {report['error']}", force=True)
-        rate = totals["frames"] / max(progress.elapsed, 1e-6)
-        progress.show(
-            f"render: {totals['segments']} segments done, {totals['frames']} frames, "
-            f"{totals['swapped_frames']} swapped, {rate:.1f} frames/s"
-        )
-
-    return show
 
 
 def render(
@@ -154,7 +141,11 @@ def render(
     sources = usage_check(prepare_render, cfg)
     typer.echo(f"render: {len(sources)} videos -> {cfg.out}", err=True)
     progress = Progress()
-    summary = run_render(cfg, sources, on_progress=_render_progress(progress))
+    summary = run_render(
+        cfg,
+        sources,
+        on_progress=segment_progress(progress, "render", {"swapped_frames": "swapped"}),
+    )
     progress.close()
     finish(summary, cfg.max_error_fraction, render_summary_lines(summary))
 

@@ -80,58 +80,15 @@ def test_extract_refuses_to_resume_with_other_settings(no_ray, tmp_path):
 @pytest.mark.ray
 def test_extract_command_prints_a_summary_and_fails_on_errors(ray_local, tmp_path, sample_clips):
     out = tmp_path / "out"
-    ok = runner.invoke(
-        app,
-        [
-            "extract",
-            sample_clips["a"],
-            "--out",
-            str(out),
-            "--identity",
-            "a",
-            "--size",
-            "64",
-            "--workers",
-            "1",
-        ],
-    )
+    flags = ["--out", str(out), "--identity", "a", "--size", "64", "--workers", "1"]
+    ok = runner.invoke(app, ["extract", sample_clips["a"], *flags])
     assert ok.exit_code == 0, ok.output
     assert "12 faces" in ok.output and str(out) in ok.output
     missing = str(tmp_path / "gone.mp4")
-    bad = runner.invoke(
-        app,
-        [
-            "extract",
-            sample_clips["a"],
-            missing,
-            "--out",
-            str(out),
-            "--identity",
-            "a",
-            "--size",
-            "64",
-            "--workers",
-            "1",
-        ],
-    )
+    bad = runner.invoke(app, ["extract", sample_clips["a"], missing, *flags])
     assert bad.exit_code == 1
     assert "gone.mp4" in bad.output
     tolerated = runner.invoke(
-        app,
-        [
-            "extract",
-            sample_clips["a"],
-            missing,
-            "--out",
-            str(out),
-            "--identity",
-            "a",
-            "--size",
-            "64",
-            "--workers",
-            "1",
-            "--max-error-fraction",
-            "0.5",
-        ],
+        app, ["extract", sample_clips["a"], missing, *flags, "--max-error-fraction", "0.5"]
     )
     assert tolerated.exit_code == 0
