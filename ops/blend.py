@@ -23,17 +23,17 @@ COLOR_METHODS = ("lab", "hist", "none")
 MASK_FLOOR = 1.0 / 512  # below this a pixel cannot change after rounding; treat as 0
 
 
-def template_oval(size: int, coverage: float = 1.5) -> np.ndarray:
+def template_oval(size: int, coverage: float = 1.5, scale: float = 1.0) -> np.ndarray:
     """The template face region of a `size` crop: a filled ellipse, (size, size) float32 0/1.
 
     Placed from the canonical landmarks: centred between the eyes and the mouth, wide enough
-    for the cheeks and tall enough for brows and chin.
+    for the cheeks and tall enough for brows and chin. `scale` shrinks or grows both axes.
     """
     points = template_landmarks(size, coverage)
     eyes_mid, mouth_mid = points[:2].mean(0), points[3:].mean(0)
     eye_dist = float(np.linalg.norm(points[1] - points[0]))
     centre = (eyes_mid + mouth_mid) / 2 + np.array([0.0, 0.1 * eye_dist])
-    axes = (1.05 * eye_dist, 1.45 * eye_dist)  # half-width, half-height in px
+    axes = (1.05 * scale * eye_dist, 1.45 * scale * eye_dist)  # half-width, half-height in px
     oval = np.zeros((size, size), dtype=np.float32)
     cv2.ellipse(
         oval,

@@ -1,21 +1,32 @@
-"""Invisible, keyed provenance mark in canonical face coordinates, and its detector.
+"""Invisible, keyed provenance mark on the swapped face, and its detector.
 
-Embedding: a key picks a pseudo-random pattern in a fixed canonical face crop
-(`WM_SIZE` px at coverage `WM_COVERAGE`, the alignment of `ops.align`). The pattern is
-band-limited to mid frequencies (periods of roughly 6 to 25 canonical px, which H.264 at
-CRF 28 keeps and which survive halving the frame) and covers the aligned crop.
-It is added to the luma of the swapped face, a few grey levels strong, through the inverse
-of the face's alignment affine, so it moves, turns and scales with the face.
+Where: a key picks a pseudo-random pattern in a fixed canonical face crop (`WM_SIZE` px at
+coverage `WM_COVERAGE`, the alignment of `ops.align`), inside a soft oval a little smaller
+than the face (`REGION_SCALE` of the template oval). That is the part of the frame the
+decoder painted, so the mark never touches background or hair, and it moves, turns and
+scales with the face.
 
-Detection: re-detect and re-align each face, which undoes crops, shifts and rescaling;
-band-pass the crop's luma the same way; correlate it with the key's pattern and with
-`N_DECOYS` patterns of other keys (best over shifts of up to `MAX_SHIFT` px, the same for
-all patterns). One frame is a weak signal, so correlations are averaged
-over many frames. The decoys give the null distribution on the same frames (same face
-content, same codec noise, same temporal correlation), so the score is a z-score:
-(true - mean(decoys)) / std(decoys). An unmarked video scores like one more decoy
-(about N(0, 1), in practice a Student t with N_DECOYS - 1 degrees of freedom);
-`DEFAULT_THRESHOLD` = 4.5 puts the false-positive rate near 1e-5 per video.
+What: band-limited noise (a difference of Gaussians with sigmas `BAND_SIGMAS` canonical px,
+a fine grain of periods of roughly 4 to 10 canonical px), a couple of grey levels RMS on
+the luma. A decoder's face is smooth at that grain, so the face itself hardly correlates
+with the pattern; for faces of about 150 px and up the grain is still several pixels
+after halving the frame, which H.264 at CRF 28 keeps.
+
+Host compensation: the face the mark lands on correlates a little with any pattern, by
+chance, and that chance part does not average out over frames (the face looks the same in
+every frame of canonical crop). The embedder measures it and adjusts the frame's strength
+(within [0.5, 1.5] x) so that the key's correlation is what the strength alone would give.
+
+Detection: re-detect and re-align each face; search a small grid of scales and angles
+around that alignment (`SEARCH_SCALES`, `SEARCH_ANGLES`; a detector's landmarks on a
+halved or re-encoded frame land a few percent off those on the original) and shifts of up
+to `MAX_SHIFT` px; band-pass the crop's luma the same way; correlate it with the key's
+pattern and with `N_DECOYS` patterns of other keys, each taking its best over the same
+search. Correlations are averaged over frames. The decoys give the null distribution on
+the same frames (same face, same codec noise, same search), so the score is a z-score,
+(key - mean(decoys)) / std(decoys): an unmarked video scores like one more decoy, about
+N(0, 1) (a Student t with N_DECOYS - 1 degrees of freedom), and `DEFAULT_THRESHOLD` = 4.5
+puts the false-positive rate near 1e-5 per video.
 """
 
 from __future__ import annotations
@@ -28,18 +39,21 @@ import cv2
 import numpy as np
 
 from ops.align import estimate_affine
-from ops.blend import paste_region
+from ops.blend import paste_region, template_oval
 from ops.types import Affine, Frame, Landmarks
 
 WM_SIZE = 128  # canonical crop side in px
 WM_COVERAGE = 1.5  # canonical crop coverage (ops.align)
+REGION_SCALE = 0.9  # the marked oval, relative to the template face oval
 N_DECOYS = 127
-MAX_SHIFT = 2  # canonical px searched around the re-detected alignment
-REGION_BORDER = 8  # px of the canonical crop left unmarked at each edge
+MAX_SHIFT = 2  # canonical px searched around each aligned crop
+SEARCH_SCALES = (0.92, 0.96, 1.0, 1.04, 1.08)
+SEARCH_ANGLES = (-3.0, 0.0, 3.0)  # degrees
 DEFAULT_KEY = "rayswap"
-DEFAULT_STRENGTH = 4.0  # RMS of the added luma, in grey levels, inside the region
+DEFAULT_STRENGTH = 3.0  # RMS of the added luma, in grey levels, inside the region
 DEFAULT_THRESHOLD = 4.5
-BAND_SIGMAS = (1.2, 4.0)  # Gaussian sigmas of the difference-of-Gaussians band-pass, in px
+BAND_SIGMAS = (0.6, 1.6)  # Gaussian sigmas of the difference-of-Gaussians band-pass, in px
+COMPENSATION_RANGE = (0.5, 1.5)  # bounds of the host-compensated strength, x strength
 
 
 def _band_pass(image: np.ndarray) -> np.ndarray:
@@ -49,14 +63,9 @@ def _band_pass(image: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def watermark_region() -> np.ndarray:
-    """Where the mark lives in the canonical crop: all of it but a soft border; (S, S) float32.
-
-    The whole crop (face, hair and the background next to the face) holds several times
-    the independent samples of the face oval alone, which is what the verdict grows with.
-    """
-    region = np.zeros((WM_SIZE, WM_SIZE), dtype=np.float32)
-    region[REGION_BORDER:-REGION_BORDER, REGION_BORDER:-REGION_BORDER] = 1.0
-    return cv2.GaussianBlur(region, (0, 0), 3.0)
+    """Where the mark lives in the canonical crop: a feathered face oval; (S, S) float32."""
+    oval = template_oval(WM_SIZE, WM_COVERAGE, REGION_SCALE)
+    return cv2.GaussianBlur(oval, (0, 0), 2.0)
 
 
 def key_seed(key: str, index: int = 0) -> int:
@@ -90,21 +99,8 @@ def watermark_affine(landmarks_frame: Landmarks) -> Affine:
     return estimate_affine(landmarks_frame, WM_SIZE, WM_COVERAGE)
 
 
-def embed_watermark(
-    frame: Frame,
-    landmarks_frame: Landmarks,
-    key: str = DEFAULT_KEY,
-    strength: float = DEFAULT_STRENGTH,
-) -> Frame:
-    """Add the key's pattern to the luma of one face; returns a new (H, W, 3) uint8 frame.
-
-    Args:
-        frame: (H, W, 3) uint8 RGB with the (swapped) face.
-        landmarks_frame: (5, 2) landmarks of that face in frame px.
-        strength: RMS of the added grey levels inside the face oval.
-    """
-    affine = watermark_affine(landmarks_frame)
-    delta = watermark_patterns(key)[0] * np.float32(strength)  # (S, S) grey levels
+def _add_in_crop(frame: Frame, affine: Affine, delta: np.ndarray) -> Frame:
+    """Add a canonical-crop luma `delta` (S, S) to the frame through the inverse affine."""
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = paste_region(cv2.invertAffineTransform(affine), WM_SIZE, height, width)
     out = frame.copy()
@@ -119,13 +115,44 @@ def embed_watermark(
     return out
 
 
-def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
-    """The band-passed luma of a face's canonical crop, contrast-normalised; (S, S) float32.
+def _key_correlation(frame: Frame, affine: Affine, pattern: np.ndarray) -> float:
+    residual = crop_residual(frame, affine)
+    norm = float(np.linalg.norm(residual)) * float(np.linalg.norm(pattern)) + 1e-9
+    return float((residual * pattern).sum()) / norm
+
+
+def embed_watermark(
+    frame: Frame,
+    landmarks_frame: Landmarks,
+    key: str = DEFAULT_KEY,
+    strength: float = DEFAULT_STRENGTH,
+) -> Frame:
+    """Add the key's pattern to the luma of one face; returns a new (H, W, 3) uint8 frame.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB with the (swapped) face.
+        landmarks_frame: (5, 2) landmarks of that face in frame px.
+        strength: RMS of the added grey levels inside the region, before host
+            compensation moves it within `COMPENSATION_RANGE`.
+    """
+    affine = watermark_affine(landmarks_frame)
+    pattern = watermark_patterns(key)[0]
+    host = _key_correlation(frame, affine, pattern)
+    probe = _add_in_crop(frame, affine, pattern * np.float32(strength))
+    gain = (_key_correlation(probe, affine, pattern) - host) / strength  # per grey level
+    if gain <= 0:
+        return probe
+    low, high = COMPENSATION_RANGE
+    amplitude = float(np.clip(strength - host / gain, low * strength, high * strength))
+    return _add_in_crop(frame, affine, pattern * np.float32(amplitude))
+
+
+def crop_residual(frame: Frame, affine: Affine) -> np.ndarray:
+    """The band-passed luma of a canonical crop, contrast-normalised; (S, S) float32.
 
     Dividing by the local band energy keeps strong edges (eyes, mouth, hair line) from
     dominating the correlation; the mark is spread evenly, the edges are not.
     """
-    affine = watermark_affine(landmarks_frame)
     crop = cv2.warpAffine(
         frame, affine, (WM_SIZE, WM_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
     )
@@ -133,6 +160,11 @@ def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
     band = _band_pass(luma)
     energy = np.sqrt(cv2.GaussianBlur(band * band, (0, 0), 4.0))
     return band / (energy + 2.0) * watermark_region()
+
+
+def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
+    """`crop_residual` at a face's landmark alignment; (S, S) float32."""
+    return crop_residual(frame, watermark_affine(landmarks_frame))
 
 
 @lru_cache(maxsize=8)
@@ -147,8 +179,7 @@ def correlate_watermark(
     """Normalised correlations of a residual with the key's patterns; (1 + N_DECOYS,) float32.
 
     Each pattern's value is its best correlation over shifts of up to `max_shift` canonical
-    px, which absorbs the detector's landmark jitter between render and verify. Decoys get
-    the same maximum, so the null distribution stays fair.
+    px. Decoys get the same maximum, so the null distribution stays fair.
     """
     patterns = watermark_patterns(key)
     norm = float(np.linalg.norm(residual)) * float(np.linalg.norm(patterns[0])) + 1e-9
@@ -159,6 +190,24 @@ def correlate_watermark(
     offsets = np.r_[0 : max_shift + 1, -max_shift:0]  # circular shifts -max..max
     window = maps[:, offsets][:, :, offsets]  # (P, 2m+1, 2m+1)
     return (window.reshape(len(patterns), -1).max(1) / norm).astype(np.float32)
+
+
+def correlate_face(frame: Frame, landmarks_frame: Landmarks, key: str = DEFAULT_KEY) -> np.ndarray:
+    """Best correlation of each pattern over the registration search; (1 + N_DECOYS,) float32.
+
+    The landmark alignment is tried at every scale in `SEARCH_SCALES` and angle in
+    `SEARCH_ANGLES` (about the crop's centre), each with shifts of up to `MAX_SHIFT` px.
+    """
+    base = np.vstack([watermark_affine(landmarks_frame).astype(np.float64), [0.0, 0.0, 1.0]])
+    centre = (WM_SIZE / 2.0, WM_SIZE / 2.0)
+    best = None
+    for scale in SEARCH_SCALES:
+        for angle in SEARCH_ANGLES:
+            nudge = np.vstack([cv2.getRotationMatrix2D(centre, angle, scale), [0.0, 0.0, 1.0]])
+            affine = (nudge @ base)[:2].astype(np.float32)
+            values = correlate_watermark(crop_residual(frame, affine), key)
+            best = values if best is None else np.maximum(best, values)
+    return best
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,9 @@ def render(
         str, typer.Option(help="Key of the invisible watermark (verify with the same key).")
     ] = "rayswap",
     watermark_strength: Annotated[
-        float, typer.Option(help="Watermark strength in grey levels (RMS).")
-    ] = 4.0,
+        float,
+        typer.Option(help="Watermark strength in grey levels (RMS); more survives harsher edits."),
+    ] = 3.0,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
 ) -> None:
@@ -158,7 +159,7 @@ def verify(
     threshold: Annotated[
         float, typer.Option(help="z-score above which a video counts as marked.")
     ] = 4.5,
-    max_frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 300,
+    max_frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 120,
 ) -> None:
     """Check videos for rayswap's invisible watermark: prints marked / not marked and a score.
 

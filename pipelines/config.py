@@ -307,7 +307,7 @@ class RenderConfig:
     crf: int = 18
     label: bool = True
     watermark_key: str = "rayswap"
-    watermark_strength: float = 4.0
+    watermark_strength: float = 3.0
     address: str | None = None
     max_error_fraction: float = 0.0
 
@@ -360,7 +360,7 @@ class VerifyConfig:
     videos: tuple[str, ...]
     watermark_key: str = "rayswap"
     threshold: float = 4.5
-    max_frames: int = 300
+    max_frames: int = 120
     detect_size: int = 640
     min_score: float = 0.8
 

@@ -20,7 +20,7 @@ from ops import schema, storage
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.smooth import smooth_faces
 from ops.video import iter_frames, probe_video
-from ops.watermark import correlate_watermark, decide_watermark, watermark_residual
+from ops.watermark import correlate_face, decide_watermark
 from pipelines.config import VerifyConfig
 
 
@@ -45,8 +45,7 @@ def _correlations(
     for index, frame in enumerate(frames):
         faces = smooth_faces(found, index, radius, min_support=0)
         if faces:
-            residual = watermark_residual(frame, faces[0][1])
-            rows.append(correlate_watermark(residual, cfg.watermark_key))
+            rows.append(correlate_face(frame, faces[0][1], cfg.watermark_key))
     return np.array(rows)
 
 
