@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from ops.align import transform_points
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.smooth import smooth_faces
 from ops.video import iter_frames
 from ops.video_out import SegmentWriter, frame_rate_of
-from ops.align import transform_points
 from ops.watermark import (
     N_DECOYS,
     WM_SIZE,
