@@ -1,6 +1,8 @@
-"""Run one stage's benchmark, or all of them: `python -m benchmarks [extract|train|render|all]`.
+"""Run one benchmark, or the three stage ones: `python -m benchmarks [STAGE|all] [options]`.
 
-Each stage module exposes `main(argv) -> None` and prints its own table.
+Stages: extract, train, render (all three for `all`), and watermark (it needs a trained
+`--checkpoint`, so `all` leaves it out). Each module exposes `main(argv) -> None` and
+prints its own table.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
+EXTRA = ("watermark",)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     stage = argv.pop(0) if argv else "all"
-    if stage not in (*STAGES, "all"):
-        raise SystemExit(f"usage: python -m benchmarks [{'|'.join(STAGES)}|all] [options]")
+    if stage not in (*STAGES, *EXTRA, "all"):
+        choices = "|".join((*STAGES, *EXTRA))
+        raise SystemExit(f"usage: python -m benchmarks [{choices}|all] [options]")
     for name in STAGES if stage == "all" else (stage,):
         try:
             module = importlib.import_module(f"benchmarks.{name}")

@@ -141,3 +141,17 @@ def test_host_compensation_evens_out_the_key_correlation(astronaut, detector) ->
     (before_a, after_a), (before_b, after_b) = values
     assert abs(before_a - before_b) > 0.005  # the hosts differ in their chance correlation
     assert abs(after_a - after_b) < 0.5 * abs(before_a - before_b)
+
+
+def test_correlation_in_the_support_box_equals_the_full_crop() -> None:
+    patterns = watermark_patterns("rayswap")
+    rng = np.random.default_rng(1)
+    residual = rng.standard_normal((WM_SIZE, WM_SIZE)).astype(np.float32) * watermark_region()
+    residual += 0.3 * np.roll(patterns[0], (1, -2), (0, 1))  # the mark, 1 px down, 2 px left
+    spectra = np.conj(np.fft.rfft2(patterns))
+    maps = np.fft.irfft2(np.fft.rfft2(residual)[None] * spectra, s=residual.shape)
+    offsets = np.r_[0:3, -2:0]
+    full = maps[:, offsets][:, :, offsets].reshape(len(patterns), -1).max(1)
+    full /= np.linalg.norm(residual) * np.linalg.norm(patterns[0])
+    assert np.allclose(correlate_watermark(residual), full, atol=1e-6)
+    assert full[0] > 3 * np.abs(full[1:]).max()  # the shifted mark is found
