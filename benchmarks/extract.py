@@ -27,21 +27,18 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.media import DEFAULT_DATA, shared_clips
+
 CLIPS = (
     "person_e__liveportrait_s18.mp4",  # 1280x720
     "person_g__liveportrait_d13.mp4",  # 720x1280 vertical
     "person_d__liveportrait_d18.mp4",  # 480x480
     "person_a__mead_M030_front_neutral.mp4",  # 256x256
 )
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _clips(data: Path, quick: bool) -> list[str]:
-    paths = [data / "video" / name for name in (CLIPS[:2] if quick else CLIPS)]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise SystemExit(f"benchmark clips not found: {missing} (use --data)")
-    return [str(p) for p in paths]
+    return shared_clips(data, CLIPS[:2] if quick else CLIPS)
 
 
 def tree_rss_bytes(root_pid: int) -> int:

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.media import DEFAULT_DATA, shared_clips
+
 CLIPS = ("person_d__liveportrait_d18.mp4", "person_f__liveportrait_d3.mp4")
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _untrained_checkpoint(folder: str, resolution: int) -> str:
@@ -138,10 +139,7 @@ def main(argv: list[str] | None) -> None:
     parser.add_argument("--resolution", type=int, default=64, help="of the untrained model")
     parser.add_argument("--frames", type=int, default=120)
     args = parser.parse_args(argv)
-    clips = [str(args.data / "video" / name) for name in CLIPS]
-    missing = [c for c in clips if not os.path.exists(c)]
-    if missing:
-        raise SystemExit(f"benchmark clips not found: {missing} (use --data)")
+    clips = shared_clips(args.data, CLIPS)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or _untrained_checkpoint(tmp, args.resolution)
         print(f"checkpoint: {args.checkpoint or f'untrained {args.resolution} px model'}")

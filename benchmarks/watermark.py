@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmarks.media import DEFAULT_DATA, shared_clips
+
 CLIPS = (
     "person_a__mead_M030_front_surprised.mp4",
     "person_d__liveportrait_d18.mp4",
@@ -25,7 +27,6 @@ CLIPS = (
     "person_f__liveportrait_d3.mp4",
     "person_g__liveportrait_d13.mp4",
 )
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EDITS = ("crf18", "crf28", "half+crf28", "crop+half+crf28")
 
 
@@ -95,10 +96,7 @@ def main(argv: list[str] | None) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint from `rayswap train`")
     parser.add_argument("--strength", type=float, default=3.0)
     args = parser.parse_args(argv)
-    clips = [str(args.data / "video" / name) for name in CLIPS]
-    missing = [c for c in clips if not os.path.exists(c)]
-    if missing:
-        raise SystemExit(f"benchmark clips not found: {missing} (use --data)")
+    clips = shared_clips(args.data, CLIPS)
     print(f"verify z-scores (marked at >= 4.5); strength {args.strength}")
     print(f"{'clip':24s} {'PSNR dB':>8s} " + " ".join(f"{e:>16s}" for e in (*EDITS, "unmarked")))
     for clip in clips:
