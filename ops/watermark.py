@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from ops.align import estimate_affine
-from ops.blend import paste_region, template_oval
+from ops.blend import template_oval
 from ops.types import Affine, Frame, Landmarks
 
 WM_SIZE = 128  # canonical crop side in px
@@ -100,9 +100,19 @@ def watermark_affine(landmarks_frame: Landmarks) -> Affine:
 
 
 def _add_in_crop(frame: Frame, affine: Affine, delta: np.ndarray) -> Frame:
-    """Add a canonical-crop luma `delta` (S, S) to the frame through the inverse affine."""
+    """Add a canonical-crop luma `delta` (S, S), zero outside `_support_box`, to the frame
+    through the inverse affine; only the frame box under the support box is touched."""
     height, width = frame.shape[:2]
-    x0, y0, x1, y1 = paste_region(cv2.invertAffineTransform(affine), WM_SIZE, height, width)
+    rows, cols = _support_box()
+    corners = np.array(
+        [[cols.start, rows.start], [cols.stop, rows.start], [cols.start, rows.stop],
+         [cols.stop, rows.stop]], dtype=np.float64,
+    )  # fmt: skip
+    inverse = cv2.invertAffineTransform(np.asarray(affine, np.float64))
+    mapped = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.maximum(np.floor(mapped.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.ceil(mapped.max(0)).astype(int) + 2
+    x1, y1 = min(width, x1), min(height, y1)
     out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
@@ -115,8 +125,8 @@ def _add_in_crop(frame: Frame, affine: Affine, delta: np.ndarray) -> Frame:
     return out
 
 
-def _key_correlation(frame: Frame, affine: Affine, pattern: np.ndarray) -> float:
-    residual = crop_residual(frame, affine)
+def _key_correlation(luma: np.ndarray, pattern: np.ndarray) -> float:
+    residual = luma_residual(luma)
     norm = float(np.linalg.norm(residual)) * float(np.linalg.norm(pattern)) + 1e-9
     return float((residual * pattern).sum()) / norm
 
@@ -137,9 +147,9 @@ def embed_watermark(
     """
     affine = watermark_affine(landmarks_frame)
     pattern = watermark_patterns(key)[0]
-    host = _key_correlation(frame, affine, pattern)
-    probe = _add_in_crop(frame, affine, pattern * np.float32(strength))
-    gain = (_key_correlation(probe, affine, pattern) - host) / strength  # per grey level
+    host = _key_correlation(crop_luma(frame, affine), pattern)
+    probe = _add_in_crop(frame, affine, pattern * np.float32(strength))  # the full round trip
+    gain = (_key_correlation(crop_luma(probe, affine), pattern) - host) / strength  # per level
     if gain <= 0:
         return probe
     low, high = COMPENSATION_RANGE
@@ -147,19 +157,28 @@ def embed_watermark(
     return _add_in_crop(frame, affine, pattern * np.float32(amplitude))
 
 
-def crop_residual(frame: Frame, affine: Affine) -> np.ndarray:
-    """The band-passed luma of a canonical crop, contrast-normalised; (S, S) float32.
+def crop_luma(frame: Frame, affine: Affine) -> np.ndarray:
+    """The luma of a frame's canonical crop; (S, S) float32."""
+    crop = cv2.warpAffine(
+        frame, affine, (WM_SIZE, WM_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
+    return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def luma_residual(luma: np.ndarray) -> np.ndarray:
+    """Band-passed luma of a canonical crop, contrast-normalised; (S, S) float32.
 
     Dividing by the local band energy keeps strong edges (eyes, mouth, hair line) from
     dominating the correlation; the mark is spread evenly, the edges are not.
     """
-    crop = cv2.warpAffine(
-        frame, affine, (WM_SIZE, WM_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-    )
-    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
     band = _band_pass(luma)
     energy = np.sqrt(cv2.GaussianBlur(band * band, (0, 0), 4.0))
     return band / (energy + 2.0) * watermark_region()
+
+
+def crop_residual(frame: Frame, affine: Affine) -> np.ndarray:
+    """`luma_residual` of the frame's crop under `affine`; (S, S) float32."""
+    return luma_residual(crop_luma(frame, affine))
 
 
 def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
