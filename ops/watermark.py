@@ -7,10 +7,11 @@ decoder painted, so the mark never touches background or hair, and it moves, tur
 scales with the face.
 
 What: band-limited noise (a difference of Gaussians with sigmas `BAND_SIGMAS` canonical px,
-a fine grain of periods of roughly 4 to 10 canonical px), a couple of grey levels RMS on
-the luma. A decoder's face is smooth at that grain, so the face itself hardly correlates
-with the pattern; for faces of about 150 px and up the grain is still several pixels
-after halving the frame, which H.264 at CRF 28 keeps.
+a fine grain of periods of roughly 4 to 10 canonical px), about 3 grey levels RMS on the
+luma. A decoder's face is smooth at that grain, so the face itself hardly correlates with
+the pattern. The strength follows the face's size in the frame (`size_factor`): a small
+face, whose grain is fine in frame px and near what H.264 drops once the frame is
+halved, gets more; a large face, whose coarser grain is easier to see, gets less.
 
 Host compensation: the face the mark lands on correlates a little with any pattern, by
 chance, and that chance part does not average out over frames (the face looks the same in
@@ -54,6 +55,8 @@ DEFAULT_STRENGTH = 3.0  # RMS of the added luma, in grey levels, inside the regi
 DEFAULT_THRESHOLD = 4.5
 BAND_SIGMAS = (0.6, 1.6)  # Gaussian sigmas of the difference-of-Gaussians band-pass, in px
 COMPENSATION_RANGE = (0.5, 1.5)  # bounds of the host-compensated strength, x strength
+SIZE_REFERENCE = 0.26  # canonical px per frame px of a face that gets `strength` as given
+SIZE_FACTOR_RANGE = (0.7, 1.4)  # bounds of the face-size multiplier of the strength
 
 
 def _band_pass(image: np.ndarray) -> np.ndarray:
@@ -131,6 +134,20 @@ def _key_correlation(luma: np.ndarray, pattern: np.ndarray) -> float:
     return float((residual * pattern).sum()) / norm
 
 
+def size_factor(affine: Affine) -> float:
+    """Strength multiplier for the face's size in the frame, in `SIZE_FACTOR_RANGE`.
+
+    The pattern is fixed in canonical px, so on a large face its grain is coarse in frame
+    px: easier to see, and easy for a codec to keep after halving the frame. On a small
+    face it is fine: hard to see, and near what H.264 drops once the frame is halved. So
+    large faces get less than `strength` and small ones more, in proportion to canonical
+    px per frame px, relative to `SIZE_REFERENCE`.
+    """
+    canonical_per_frame = float(np.sqrt(abs(np.linalg.det(np.asarray(affine)[:, :2]))))
+    low, high = SIZE_FACTOR_RANGE
+    return float(np.clip(canonical_per_frame / SIZE_REFERENCE, low, high))
+
+
 def embed_watermark(
     frame: Frame,
     landmarks_frame: Landmarks,
@@ -142,11 +159,13 @@ def embed_watermark(
     Args:
         frame: (H, W, 3) uint8 RGB with the (swapped) face.
         landmarks_frame: (5, 2) landmarks of that face in frame px.
-        strength: RMS of the added grey levels inside the region, before host
-            compensation moves it within `COMPENSATION_RANGE`.
+        strength: RMS of the added grey levels inside the region for a face of the
+            reference size; scaled by `size_factor`, then moved within
+            `COMPENSATION_RANGE` by host compensation.
     """
     affine = watermark_affine(landmarks_frame)
     pattern = watermark_patterns(key)[0]
+    strength = strength * size_factor(affine)
     host = _key_correlation(crop_luma(frame, affine), pattern)
     probe = _add_in_crop(frame, affine, pattern * np.float32(strength))  # the full round trip
     gain = (_key_correlation(crop_luma(probe, affine), pattern) - host) / strength  # per level

@@ -47,7 +47,7 @@ from pipelines.extract_plan import (
     segment_path,
     segment_report,
 )
-from pipelines.ray_setup import connect_ray, plan_workers
+from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
 
 PLAN_TASKS = 4  # concurrent probe tasks
 
@@ -200,14 +200,6 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
         }
 
 
-def _actor_pool(requested: int | None, workers: int) -> ray.data.ActorPoolStrategy:
-    """A fixed pool when --workers is given (all actors start at once); otherwise one
-    that grows from 1 to `workers` with the queue, so an autoscaling cluster adds nodes."""
-    if requested is not None:
-        return ray.data.ActorPoolStrategy(size=requested)
-    return ray.data.ActorPoolStrategy(min_size=1, max_size=workers)
-
-
 def build_extract_dataset(
     cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], workers: int
 ) -> ray.data.Dataset:
@@ -227,7 +219,7 @@ def build_extract_dataset(
         FaceExtractor,
         fn_constructor_kwargs={"cfg": cfg_dict, "out": cfg.out},
         batch_size=1,
-        compute=_actor_pool(cfg.workers, workers),
+        compute=actor_pool(cfg.workers, workers),
         num_cpus=cfg.cpus_per_worker,
         label_selector=parse_label_selector(cfg.label_selector),  # e.g. CPU nodes only
     )

@@ -43,3 +43,11 @@ def plan_workers(requested: int | None, cpus_per_worker: float, reserve_cpus: fl
     if requested is not None:
         return requested
     return max(1, int((cluster_cpus() - reserve_cpus) // cpus_per_worker))
+
+
+def actor_pool(requested: int | None, workers: int) -> ray.data.ActorPoolStrategy:
+    """A fixed pool when --workers is given (all actors start at once); otherwise one
+    that grows from 1 to `workers` with the queue, so an autoscaling cluster adds nodes."""
+    if requested is not None:
+        return ray.data.ActorPoolStrategy(size=requested)
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=workers)

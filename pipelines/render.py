@@ -39,7 +39,7 @@ from ops import schema, storage
 from ops.sources import VideoSource, expand_inputs, probe_source, video_id
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig, StageSummary, config_json, versions
-from pipelines.ray_setup import connect_ray, plan_workers
+from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
 
 REPORT_KEYS = ("video", "video_id", "output", "start", "stop", "segments", "part", "error")
 COUNT_KEYS = ("frames", "swapped_frames", "faces_missed", "seconds")
@@ -209,7 +209,7 @@ def build_render_dataset(
         FaceSwapper,
         fn_constructor_kwargs={"cfg": asdict(cfg)},
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        compute=actor_pool(cfg.workers, workers),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker if cfg.gpu else 0,
     )

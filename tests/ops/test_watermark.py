@@ -19,6 +19,7 @@ from ops.watermark import (
     correlate_watermark,
     decide_watermark,
     embed_watermark,
+    size_factor,
     watermark_affine,
     watermark_patterns,
     watermark_region,
@@ -155,3 +156,16 @@ def test_correlation_in_the_support_box_equals_the_full_crop() -> None:
     full /= np.linalg.norm(residual) * np.linalg.norm(patterns[0])
     assert np.allclose(correlate_watermark(residual), full, atol=1e-6)
     assert full[0] > 3 * np.abs(full[1:]).max()  # the shifted mark is found
+
+
+def test_small_faces_get_a_stronger_mark_than_large_ones() -> None:
+    from ops.align import template_landmarks
+
+    template = template_landmarks(128, 1.5)  # a face whose eyes are 27 px apart
+    factors = [size_factor(watermark_affine(template * zoom + 50)) for zoom in (2, 4, 16)]
+    assert factors[0] > factors[1] > factors[2]
+    assert factors[0] == 1.4 and factors[2] == 0.7  # clipped at the ends of the range
+    small = embed_watermark(np.full((400, 400, 3), 128, np.uint8), template * 1.2 + 100)
+    large = embed_watermark(np.full((1600, 1600, 3), 128, np.uint8), template * 6 + 100)
+    spread = [float(np.std(m[m != 128])) for m in (small, large)]
+    assert spread[0] > spread[1]  # grey levels RMS where the mark landed
