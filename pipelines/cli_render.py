@@ -98,7 +98,10 @@ def render(
     ] = "rayswap",
     watermark_strength: Annotated[
         float,
-        typer.Option(help="Watermark strength in grey levels (RMS); more survives harsher edits."),
+        typer.Option(
+            help="Watermark strength in grey levels (RMS) for a face ~230 px wide; smaller "
+            "faces get more, larger less. Higher survives harsher edits, lower is harder to see."
+        ),
     ] = 3.0,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
