@@ -130,9 +130,17 @@ def match_color(src: Frame, ref: Frame, weight: np.ndarray, method: str = "lab")
     raise ValueError(f"color method must be one of {COLOR_METHODS}, got {method!r}")
 
 
-def paste_region(affine_inv: Affine, size: int, height: int, width: int) -> tuple[int, ...]:
-    """Frame box (x0, y0, x1, y1) covered by a `size` crop mapped back through `affine_inv`."""
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+def paste_region(
+    affine_inv: Affine, size: int, height: int, width: int, box: tuple | None = None
+) -> tuple[int, ...]:
+    """Frame box (x0, y0, x1, y1) covered by a `size` crop mapped back through `affine_inv`.
+
+    `box` (x0, y0, x1, y1 in crop px) limits it to that part of the crop.
+    """
+    left, top, right, bottom = box if box is not None else (0, 0, size, size)
+    corners = np.array(
+        [[left, top], [right, top], [left, bottom], [right, bottom]], dtype=np.float64
+    )
     mapped = corners @ np.asarray(affine_inv, np.float64)[:, :2].T + affine_inv[:, 2]
     x0, y0 = np.floor(mapped.min(0)).astype(int) - 1
     x1, y1 = np.ceil(mapped.max(0)).astype(int) + 2

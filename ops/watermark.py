@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from ops.align import estimate_affine
-from ops.blend import template_oval
+from ops.blend import paste_region, template_oval
 from ops.types import Affine, Frame, Landmarks
 
 WM_SIZE = 128  # canonical crop side in px
@@ -107,15 +107,9 @@ def _add_in_crop(frame: Frame, affine: Affine, delta: np.ndarray) -> Frame:
     through the inverse affine; only the frame box under the support box is touched."""
     height, width = frame.shape[:2]
     rows, cols = _support_box()
-    corners = np.array(
-        [[cols.start, rows.start], [cols.stop, rows.start], [cols.start, rows.stop],
-         [cols.stop, rows.stop]], dtype=np.float64,
-    )  # fmt: skip
     inverse = cv2.invertAffineTransform(np.asarray(affine, np.float64))
-    mapped = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = np.maximum(np.floor(mapped.min(0)).astype(int) - 1, 0)
-    x1, y1 = np.ceil(mapped.max(0)).astype(int) + 2
-    x1, y1 = min(width, x1), min(height, y1)
+    box = (cols.start, rows.start, cols.stop, rows.stop)
+    x0, y0, x1, y1 = paste_region(inverse, WM_SIZE, height, width, box)
     out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
