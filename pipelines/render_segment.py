@@ -1,9 +1,10 @@
 """Render one segment of one video: decode -> detect -> smooth -> swap -> blend -> mark -> encode.
 
 `SegmentRenderer` holds the model and the detector (built once per actor) and renders the
-frames [start, stop) of a local video file into a segment MP4. It also decodes
-`smooth_frames` frames of context on each side, so the centred landmark window sees the
-same frames as a single pass over the whole video: segments join without a seam.
+frames [start, stop) of a video (a local path, or a stream from `storage.open_media`)
+into a segment MP4. It also decodes `smooth_frames` frames of context on each side, so
+the centred landmark window sees the same frames as a single pass over the whole video:
+segments join without a seam.
 
 The watermark is embedded at the landmarks the detector finds on the swapped face (one
 more detector pass over the swapped frames), which is where `verify` will look.
@@ -172,7 +173,7 @@ class SegmentRenderer:
     def render(
         self, path: str, start: int, stop: int | None, out_path: str, fps: Fraction
     ) -> SegmentCounts:
-        """Render frames [start, stop) of a local video into the segment MP4 `out_path`."""
+        """Render frames [start, stop) of a video (path or stream) into the MP4 `out_path`."""
         counts = SegmentCounts()
         writer: SegmentWriter | None = None
         pending: list[_Pending] = []
