@@ -1,4 +1,4 @@
-"""Training inputs: decode a faces row, then augment it with an explicit random generator.
+"""Training inputs: decode a faces row (CPU), then augment whole batches on the training device.
 
 The augmentation of the original method: the target is the face after a random affine
 (rotation, scale, shift, flip) and a colour jitter; the model's input is that target
@@ -7,19 +7,27 @@ smooth displacement field). The model can't copy pixels through a warp; it must 
 the structure of the face to undo it. The face and eye/mouth regions (`ops.losses`)
 go through the same affine as the target, so the loss weights follow the face.
 
-Faces are (R, R, 3) uint8 RGB at the training resolution R; outputs are float32 in
-[0, 1], channels first, ready for torch: warped and target (N, 3, R, R), regions (N, 1, R, R).
+Augmentation is one set of batched torch ops (`grid_sample`) that runs wherever the
+model runs, CPU or GPU, so the feed only carries decoded uint8 faces and landmarks.
+The warped input is sampled from the colour-jittered face in one step (the affine and
+the warp composed), so it is interpolated once.
+
+Faces are (N, R, R, 3) uint8 RGB at the training resolution R; outputs are float32 in
+[0, 1], channels first: warped and target (N, 3, R, R), face and features (N, 1, R, R).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ops.align import transform_points
-from ops.losses import face_region_mask, feature_mask
+from ops.losses import face_region_mask, feature_regions
 from ops.quality import decode_crop
 from ops.types import Affine, Frame
 
@@ -58,86 +66,129 @@ def load_face(
     return crop, landmarks_crop.astype(np.float32)
 
 
-def random_affine(size: int, rng: np.random.Generator, cfg: AugmentConfig) -> Affine:
-    """A random rotation/scale/shift (and maybe flip) about the crop centre, (2, 3) float32."""
-    angle = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)
-    scale = 1.0 + rng.uniform(-cfg.scale, cfg.scale)
-    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
-    matrix[:, 2] += rng.uniform(-cfg.shift, cfg.shift, size=2) * size
-    if rng.random() < cfg.flip:
-        matrix[0] = -matrix[0]
-        matrix[0, 2] += size  # x -> size - x
-    return matrix.astype(np.float32)
+def _uniform(n: int, bound: float, generator: torch.Generator, device: torch.device):
+    return (torch.rand(n, generator=generator, device=device) * 2.0 - 1.0) * bound
 
 
-def random_warp_maps(
-    size: int, rng: np.random.Generator, cfg: AugmentConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sampling maps (map_x, map_y), each (size, size) float32, of a jittered-grid warp."""
-    grid = cfg.warp_grid
-    jitter = rng.normal(scale=cfg.warp_scale * size, size=(2, grid, grid)).astype(np.float32)
-    flow_x = cv2.resize(jitter[0], (size, size), interpolation=cv2.INTER_CUBIC)
-    flow_y = cv2.resize(jitter[1], (size, size), interpolation=cv2.INTER_CUBIC)
-    coords = np.arange(size, dtype=np.float32)
-    return coords[None, :] + flow_x, coords[:, None] + flow_y
+def random_affines(
+    n: int, size: int, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> torch.Tensor:
+    """N random rotation/scale/shift (and maybe flip) about the crop centre, (N, 2, 3) float32.
 
-
-def color_jitter(face: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Random brightness, contrast and saturation of an (H, W, 3) float32 image in [0, 1]."""
-    grey = face.mean(axis=2, keepdims=True)
-    face = grey + (face - grey) * (1.0 + rng.uniform(-cfg.saturation, cfg.saturation))
-    mean = face.mean()
-    face = mean + (face - mean) * (1.0 + rng.uniform(-cfg.contrast, cfg.contrast))
-    face = face + rng.uniform(-cfg.brightness, cfg.brightness)
-    return np.clip(face, 0.0, 1.0)
-
-
-def augment_face(
-    face: Frame,
-    landmarks_crop: np.ndarray,
-    coverage: float,
-    rng: np.random.Generator,
-    cfg: AugmentConfig = AugmentConfig(),
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training sample from an (R, R, 3) uint8 face and its (5, 2) crop landmarks.
-
-    Returns (warped, target, regions): (R, R, 3), (R, R, 3) float32 in [0, 1] and
-    (R, R, 2) float32 [face oval, eyes+mouth], all in the target's geometry.
+    Pixel coordinates (pixel centres at integers), source -> target, as cv2.warpAffine takes.
     """
-    size = face.shape[0]
-    regions = np.dstack([face_region_mask(size, coverage), feature_mask(landmarks_crop, size)])
-    affine = random_affine(size, rng, cfg)
-    colour = color_jitter(face.astype(np.float32) / 255.0, rng, cfg)
-    target = cv2.warpAffine(colour, affine, (size, size), borderMode=cv2.BORDER_REFLECT101)
-    regions = cv2.warpAffine(regions, affine, (size, size), borderMode=cv2.BORDER_CONSTANT)
-    map_x, map_y = random_warp_maps(size, rng, cfg)
-    warped = cv2.remap(target, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    return warped, target, regions
+    device = generator.device
+    angle = torch.deg2rad(_uniform(n, cfg.rotation_deg, generator, device))
+    scale = 1.0 + _uniform(n, cfg.scale, generator, device)
+    shift = _uniform(2 * n, cfg.shift, generator, device).view(n, 2) * size
+    flip = torch.rand(n, generator=generator, device=device) < cfg.flip
+    cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+    centre = size / 2
+    matrix = torch.stack(
+        [
+            torch.stack([cos, sin, (1 - cos) * centre - sin * centre + shift[:, 0]], 1),
+            torch.stack([-sin, cos, sin * centre + (1 - cos) * centre + shift[:, 1]], 1),
+        ],
+        1,
+    )
+    flipped = matrix.clone()
+    flipped[:, 0] = -matrix[:, 0]
+    flipped[:, 0, 2] += size  # x -> size - x
+    return torch.where(flip[:, None, None], flipped, matrix)
+
+
+def _pixel_to_unit(size: int, device: torch.device) -> torch.Tensor:
+    """(3, 3): pixel coordinates -> grid_sample's [-1, 1] (align_corners=False)."""
+    return torch.tensor(
+        [[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]], device=device
+    )
+
+
+def unit_affines(affines: torch.Tensor, size: int) -> torch.Tensor:
+    """Target -> source in grid_sample's [-1, 1] units, (N, 2, 3), for `F.affine_grid`.
+
+    affines: (N, 2, 3) source -> target in pixels (see `random_affines`).
+    """
+    n, device = affines.shape[0], affines.device
+    square = torch.eye(3, device=device).repeat(n, 1, 1)
+    square[:, :2] = affines
+    unit = _pixel_to_unit(size, device)
+    return (unit @ torch.linalg.inv(square) @ torch.linalg.inv(unit))[:, :2]
+
+
+def random_warp_flow(
+    n: int, size: int, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> torch.Tensor:
+    """Smooth random displacements in pixels, (N, R, R, 2) float32 (x, y).
+
+    A `warp_grid` x `warp_grid` grid of control points, each jittered with std
+    `warp_scale` * size, interpolated bicubically to every pixel.
+    """
+    grid = cfg.warp_grid
+    jitter = torch.randn(n, 2, grid, grid, generator=generator, device=generator.device) * (
+        cfg.warp_scale * size
+    )
+    flow = F.interpolate(jitter, size=(size, size), mode="bicubic", align_corners=False)
+    return flow.permute(0, 2, 3, 1).contiguous()
+
+
+def color_jitter(
+    faces: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> torch.Tensor:
+    """Random saturation, contrast and brightness of (N, 3, H, W) float32 in [0, 1]."""
+    n, device = faces.shape[0], faces.device
+    grey = faces.mean(1, keepdim=True)
+    saturation = 1.0 + _uniform(n, cfg.saturation, generator, device)
+    faces = grey + (faces - grey) * saturation[:, None, None, None]
+    mean = faces.mean((1, 2, 3), keepdim=True)
+    contrast = 1.0 + _uniform(n, cfg.contrast, generator, device)
+    faces = mean + (faces - mean) * contrast[:, None, None, None]
+    faces = faces + _uniform(n, cfg.brightness, generator, device)[:, None, None, None]
+    return faces.clamp(0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _face_oval(size: int, coverage: float, device: str) -> torch.Tensor:
+    return torch.from_numpy(face_region_mask(size, coverage).copy()).to(device)
 
 
 def augment_batch(
-    faces: np.ndarray,
-    landmarks_crop: np.ndarray,
-    coverage: np.ndarray,
-    rng: np.random.Generator,
+    faces: torch.Tensor,
+    landmarks_crop: torch.Tensor,
+    coverage: float,
+    generator: torch.Generator,
     cfg: AugmentConfig = AugmentConfig(),
-) -> dict[str, np.ndarray]:
-    """Augment N faces: (N, R, R, 3) uint8, (N, 10) or (N, 5, 2) landmarks, (N,) coverage.
+) -> dict[str, torch.Tensor]:
+    """Augment N faces on their own device: (N, R, R, 3) uint8 and (N, 10) crop landmarks.
 
+    coverage: the crop coverage the faces were extracted with (places the face oval).
+    generator: a torch.Generator on the faces' device; equal seeds give equal batches.
     Returns {"warped", "target": (N, 3, R, R), "face", "features": (N, 1, R, R)} float32.
     """
-    if len(faces) == 0:
-        size = faces.shape[1] if faces.ndim == 4 else 0
-        empty = np.zeros((0, 3, size, size), np.float32)
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != torch.uint8:
+        raise ValueError(f"faces must be uint8 (N, R, R, 3), got {faces.dtype} {faces.shape}")
+    n, size, device = faces.shape[0], faces.shape[1], faces.device
+    if n == 0:
+        empty = torch.zeros(0, 3, size, size, device=device)
         return {"warped": empty, "target": empty, "face": empty[:, :1], "features": empty[:, :1]}
-    samples = [
-        augment_face(face, points.reshape(5, 2), float(cov), rng, cfg)
-        for face, points, cov in zip(faces, landmarks_crop, coverage, strict=True)
-    ]
-    warped, target, regions = (np.stack(parts) for parts in zip(*samples, strict=True))
+    oval = _face_oval(size, round(float(coverage), 4), str(device)).expand(n, 1, size, size)
+    regions = torch.cat([oval, feature_regions(landmarks_crop.float(), size)], 1)
+
+    theta = unit_affines(random_affines(n, size, generator, cfg), size)  # (N, 2, 3)
+    flow = random_warp_flow(n, size, generator, cfg)  # (N, R, R, 2) px
+    colour = color_jitter(faces.permute(0, 3, 1, 2).float() / 255.0, generator, cfg)
+    grids = F.affine_grid(theta, [n, 1, size, size], align_corners=False)  # (N, R, R, 2)
+    target = F.grid_sample(colour, grids, padding_mode="reflection", align_corners=False)
+    regions = F.grid_sample(regions, grids, padding_mode="zeros", align_corners=False)
+    # warped(p) = target(p + flow(p)); the affine is linear in p, so its grid at p + flow is
+    # grid(p) + L flow: the warp and the affine compose exactly and colour is sampled once
+    flow_unit = flow * (2.0 / size)
+    linear = theta[:, None, None, :, :2]  # (N, 1, 1, 2, 2)
+    warped_grids = grids + (linear @ flow_unit.unsqueeze(-1)).squeeze(-1)
+    warped = F.grid_sample(colour, warped_grids, padding_mode="reflection", align_corners=False)
     return {
-        "warped": np.ascontiguousarray(warped.transpose(0, 3, 1, 2)),
-        "target": np.ascontiguousarray(target.transpose(0, 3, 1, 2)),
-        "face": np.ascontiguousarray(regions[..., :1].transpose(0, 3, 1, 2)),
-        "features": np.ascontiguousarray(regions[..., 1:].transpose(0, 3, 1, 2)),
+        "warped": warped.clamp(0.0, 1.0),
+        "target": target.clamp(0.0, 1.0),
+        "face": regions[:, :1],
+        "features": regions[:, 1:],
     }

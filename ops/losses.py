@@ -4,12 +4,14 @@ There are only 5 landmarks, so there is no 68-point hull to mask with. After ali
 face sits in a known place, so the face region is a template oval in crop space (placed
 from the canonical landmarks of `ops.align.template_landmarks`), and the eye and mouth
 regions are small ellipses placed from each face's own 5 points, mapped into crop space.
-Regions are float32 (R, R) maps in [0, 1] with soft (blurred) edges.
+Regions are float32 maps in [0, 1] with soft (blurred) edges; the eye and mouth regions
+are computed in torch for a whole batch, on the batch's device.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -61,23 +63,58 @@ def face_region_mask(size: int, coverage: float = 1.5) -> np.ndarray:
     return region
 
 
-def feature_mask(landmarks_crop: np.ndarray, size: int) -> np.ndarray:
-    """Eyes and mouth regions placed from the 5 landmarks in crop pixels, (size, size) float32.
+def _soft_ellipses(
+    size: int, centres: torch.Tensor, axes: torch.Tensor, angles: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """Filled ellipses with Gaussian-blurred edges, one per row, (N, R, R) float32.
 
-    landmarks_crop: (5, 2) x, y in the crop's pixels (eye, eye, nose, mouth corner, corner).
+    centres (N, 2) and axes (N, 2) in pixels, angles (N,) radians, sigma (N,) edge blur px.
+    The edge profile is that of a hard ellipse blurred with `sigma`: Phi(distance / sigma),
+    the distance to the boundary measured along the ray from the centre.
     """
-    points = np.asarray(landmarks_crop, dtype=np.float64).reshape(5, 2)
-    d = float(np.linalg.norm(points[1] - points[0]))
-    if not np.isfinite(d) or d < 1.0:
-        return np.zeros((size, size), np.float32)
-    eye_angle = float(np.degrees(np.arctan2(*(points[1] - points[0])[::-1])))
-    region = _ellipse(size, points[0], (0.35 * d, 0.22 * d), eye_angle)
-    region = np.maximum(region, _ellipse(size, points[1], (0.35 * d, 0.22 * d), eye_angle))
-    corners = points[3:]
-    mouth_half = 0.5 * float(np.linalg.norm(corners[1] - corners[0]))
-    mouth_angle = float(np.degrees(np.arctan2(*(corners[1] - corners[0])[::-1])))
-    mouth = _ellipse(size, corners.mean(0), (mouth_half + 0.2 * d, 0.3 * d), mouth_angle)
-    return _soften(np.maximum(region, mouth), 0.06 * d)
+    coords = torch.arange(size, dtype=torch.float32, device=centres.device)
+    dx = coords[None, None, :] - centres[:, 0, None, None]  # (N, 1, R)
+    dy = coords[None, :, None] - centres[:, 1, None, None]  # (N, R, 1)
+    cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos  # ellipse frame, (N, R, R)
+    a, b = axes[:, 0, None, None], axes[:, 1, None, None]
+    radius = torch.sqrt((u / a) ** 2 + (v / b) ** 2)  # 1 on the boundary
+    length = torch.sqrt(u**2 + v**2)
+    boundary = torch.where(radius > 1e-6, length / radius.clamp_min(1e-6), torch.minimum(a, b))
+    distance = boundary * (1.0 - radius)
+    return 0.5 * (1.0 + torch.erf(distance / (sigma[:, None, None] * math.sqrt(2.0))))
+
+
+def feature_regions(landmarks_crop: torch.Tensor, size: int) -> torch.Tensor:
+    """Eyes and mouth regions placed from each face's 5 landmarks, (N, 1, R, R) float32.
+
+    landmarks_crop: (N, 10) or (N, 5, 2) x, y in crop pixels (eye, eye, nose, mouth
+    corner, corner), on the device the regions are wanted on. Faces whose eyes are less
+    than a pixel apart (or not finite) get an empty region.
+    """
+    points = landmarks_crop.reshape(-1, 5, 2).float()
+    n = points.shape[0]
+    d = torch.linalg.vector_norm(points[:, 1] - points[:, 0], dim=1)
+    valid = torch.isfinite(points).all(2).all(1) & (d >= 1.0)
+    template = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [1.0, 1.0]])
+    points = torch.where(valid[:, None, None], points, template.to(points.device))
+    d = torch.linalg.vector_norm(points[:, 1] - points[:, 0], dim=1)
+    eye_vector = points[:, 1] - points[:, 0]
+    eye_angle = torch.atan2(eye_vector[:, 1], eye_vector[:, 0])
+    corners = points[:, 3:]
+    mouth_vector = corners[:, 1] - corners[:, 0]
+    mouth_half = 0.5 * torch.linalg.vector_norm(mouth_vector, dim=1)
+    mouth_angle = torch.atan2(mouth_vector[:, 1], mouth_vector[:, 0])
+    eye_axes = torch.stack([0.35 * d, 0.22 * d], 1)
+    sigma = (0.06 * d).clamp_min(0.5)
+    regions = torch.maximum(
+        _soft_ellipses(size, points[:, 0], eye_axes, eye_angle, sigma),
+        _soft_ellipses(size, points[:, 1], eye_axes, eye_angle, sigma),
+    )
+    mouth_axes = torch.stack([mouth_half + 0.2 * d, 0.3 * d], 1)
+    mouth = _soft_ellipses(size, corners.mean(1), mouth_axes, mouth_angle, sigma)
+    regions = torch.where(valid[:, None, None], torch.maximum(regions, mouth), 0.0)
+    return regions.view(n, 1, size, size)
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:

@@ -3,6 +3,12 @@
 A batch of one side is a dict of tensors from `ops.augment.augment_batch`:
 "warped" and "target" (B, 3, R, R), "face" and "features" (B, 1, R, R), float32 in [0, 1].
 The model sees the warped faces and must reproduce the unwarped targets.
+
+Mixed precision: only the model's forward pass runs under autocast (bf16 on GPU, and on
+CPU as its stand-in); the losses run in float32 outside it. SSIM's variance terms are
+differences of blurred squares, E[x^2] - E[x]^2, which cancel catastrophically in bf16.
+`train_step` returns the losses as device tensors, so a step never waits for the device;
+`LossWindow` adds them up there and is read once per log interval.
 """
 
 from __future__ import annotations
@@ -15,11 +21,21 @@ from torch import nn
 from ops.losses import swap_loss
 
 Batch = dict[str, torch.Tensor]
+NO_BAD_STEP = 2**62  # "no non-finite loss yet", larger than any step
 
 
-def loss_fn(model: nn.Module, batch_a: Batch, batch_b: Batch) -> tuple[torch.Tensor, ...]:
-    """(total, loss_a, loss_b) for one forward of both sides through `model` (maybe DDP)."""
-    rgb_a, mask_a, rgb_b, mask_b = model(batch_a["warped"], batch_b["warped"])
+def loss_fn(
+    model: nn.Module, batch_a: Batch, batch_b: Batch, autocast_dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, ...]:
+    """(total, loss_a, loss_b), float32: forward under autocast (if given), losses outside it."""
+    device_type = batch_a["warped"].device.type
+    autocast = (
+        torch.autocast(device_type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        rgb_a, mask_a, rgb_b, mask_b = model(batch_a["warped"], batch_b["warped"])
     loss_a = swap_loss(rgb_a, mask_a, batch_a["target"], batch_a["face"], batch_a["features"])
     loss_b = swap_loss(rgb_b, mask_b, batch_b["target"], batch_b["face"], batch_b["features"])
     return loss_a + loss_b, loss_a, loss_b
@@ -31,25 +47,60 @@ def train_step(
     batch_a: Batch,
     batch_b: Batch,
     autocast_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Forward both sides, backward, step; returns {"loss", "loss_a", "loss_b"} as floats.
+) -> torch.Tensor:
+    """Forward both sides, backward, step; returns (3,) float32 [loss, loss_a, loss_b].
 
-    autocast_dtype: e.g. torch.bfloat16 on GPU (mixed precision); None runs in float32.
+    The result stays on the batch's device (no host sync). autocast_dtype: e.g.
+    torch.bfloat16 for mixed precision; None runs in float32.
     """
-    device_type = batch_a["warped"].device.type
-    autocast = (
-        torch.autocast(device_type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
     optimizer.zero_grad(set_to_none=True)
-    with autocast:
-        total, loss_a, loss_b = loss_fn(model, batch_a, batch_b)
+    total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype)
     total.backward()
     optimizer.step()
-    return {"loss": total.item(), "loss_a": loss_a.item(), "loss_b": loss_b.item()}
+    return torch.stack([total, loss_a, loss_b]).detach()
 
 
 def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam with the original method's betas (0.5, 0.999)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    """Adam with the original method's betas (0.5, 0.999); the fused kernel on CUDA.
+
+    Build it after the model is on its device: `fused` is chosen from where the
+    parameters are.
+    """
+    on_cuda = all(p.is_cuda for p in model.parameters())
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=on_cuda)
+
+
+class LossWindow:
+    """Sums of the losses since the last read, and the first step whose loss was not finite.
+
+    Everything stays on the device; `add` never syncs. `read` (once per log interval)
+    returns the window's mean losses as floats and starts a new window.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, device=device)
+        self.steps = 0
+        self.first_bad = torch.full((), NO_BAD_STEP, dtype=torch.int64, device=device)
+
+    def add(self, losses: torch.Tensor, step: int) -> None:
+        """Add one step's (3,) losses; remember `step` if they are not finite."""
+        self.sums += losses
+        bad = ~torch.isfinite(losses).all()
+        self.first_bad = torch.where(
+            bad,
+            torch.minimum(self.first_bad, torch.tensor(step, device=bad.device)),
+            self.first_bad,
+        )
+        self.steps += 1
+
+    def read(self) -> dict[str, float]:
+        """{"loss", "loss_a", "loss_b"}: means over the window (one host sync)."""
+        means = (self.sums / max(self.steps, 1)).tolist()
+        self.sums.zero_()
+        self.steps = 0
+        return dict(zip(("loss", "loss_a", "loss_b"), means, strict=True))
+
+    def bad_step(self) -> int | None:
+        """The first step with a non-finite loss seen by this window's owner, or None."""
+        step = int(self.first_bad.item())
+        return None if step == NO_BAD_STEP else step

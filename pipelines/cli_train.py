@@ -32,7 +32,19 @@ def train(
     ],
     workers: Annotated[int, typer.Option(help="Ray Train workers (DDP ranks).")] = 1,
     gpu: Annotated[
-        bool, typer.Option(help="One GPU per worker, NCCL and bf16 autocast (else gloo, fp32).")
+        bool,
+        typer.Option(
+            help="One GPU per worker: NCCL, bf16 autocast of the forward pass (losses in "
+            "float32), fused Adam, channels_last. Without it: gloo and float32 on CPU."
+        ),
+    ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model (slower start, faster steps on GPU); checkpoints "
+            "are the same plain state dicts either way.",
+        ),
     ] = False,
     resolution: Annotated[int, typer.Option(help="Model input side in px: 64, 128 or 256.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Faces per identity per worker per step.")] = 16,
@@ -47,10 +59,18 @@ def train(
     cpus_per_worker: Annotated[
         float, typer.Option(help="CPUs each worker reserves (leave some for Ray Data).")
     ] = 1.0,
-    augment_in: Annotated[
-        str,
-        typer.Option(help="Where augmentation runs: 'data' (Ray Data CPU tasks) or 'worker'."),
-    ] = "data",
+    device_cache_gb: Annotated[
+        float | None,
+        typer.Option(
+            help="Hold each worker's faces on its device when they fit in this many GiB "
+            "(batches are then drawn there); beyond it they stream through Ray Data. "
+            "Default: a quarter of the GPU's memory (CPU: of RAM, up to 4 GiB); 0 always streams.",
+            show_default=False,
+        ),
+    ] = None,
+    data_timeout_s: Annotated[
+        float, typer.Option(help="Fail a worker that gets no batch of faces for this long.")
+    ] = 600.0,
     preview_faces: Annotated[
         int, typer.Option(help="Held-back faces per identity shown in the preview grid.")
     ] = 4,
@@ -60,6 +80,7 @@ def train(
     ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and augmentation.")] = 0,
     fail_at_step: Annotated[int | None, typer.Option(hidden=True)] = None,
+    nan_at_step: Annotated[int | None, typer.Option(hidden=True)] = None,
     label_selector: Annotated[
         str | None,
         typer.Option(help="Run workers only on nodes with these Ray labels, e.g. node-kind=gpu."),
@@ -71,6 +92,11 @@ def train(
     Checkpoints go to OUT/train/checkpoint_<step>/ every --save-every steps, with a preview
     grid (A, A->A, A->B, B, B->B, B->A). Rerunning the same command resumes from the latest
     checkpoint; a worker that dies is replaced and training goes on from the last checkpoint.
+
+    Each worker holds its faces on its device when they fit (--device-cache-gb) and
+    augments every batch there. A NaN or infinite loss stops the run (exit 1) at the next
+    --log-every step, naming the step and the last good checkpoint; no checkpoint of
+    non-finite weights is written.
     """
     from pipelines.train import prepare_train, run_train
 
@@ -90,12 +116,15 @@ def train(
         width=width,
         latent_dim=latent_dim,
         cpus_per_worker=cpus_per_worker,
-        augment_in=augment_in,
+        compile=compile,
+        device_cache_gb=device_cache_gb,
+        data_timeout_s=data_timeout_s,
         preview_faces=preview_faces,
         keep_checkpoints=keep_checkpoints,
         max_failures=max_failures,
         seed=seed,
         fail_at_step=fail_at_step,
+        nan_at_step=nan_at_step,
         address=address,
         label_selector=label_selector,
     )
@@ -111,7 +140,12 @@ def train(
             f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s"
         )
 
-    summary = usage_check(run_train, cfg, infos, on_progress=show)
+    try:
+        summary = usage_check(run_train, cfg, infos, on_progress=show)
+    except (FloatingPointError, RuntimeError) as exc:  # a failed run, not a bad invocation
+        progress.close()
+        typer.echo(f"train: {exc}", err=True)
+        raise typer.Exit(1) from exc
     progress.close()
     m = summary.last_metrics
     faces = ", ".join(
@@ -122,8 +156,18 @@ def train(
         f"train: step {summary.step} (started at {summary.resumed_from}) in {summary.seconds:.1f} s"
         + (f", loss_a {m['loss_a']:.4f}, loss_b {m['loss_b']:.4f}" if m else "")
     )
-    typer.echo(f"faces: {faces}")
+    typer.echo(f"faces: {faces}; {_feed_text(summary.feed)}")
     typer.echo(f"checkpoint: {summary.checkpoint}")
+
+
+def _feed_text(feed: dict) -> str:
+    if not feed:
+        return "feed unknown"
+    size = f"{feed['bytes'] / 2**20:.0f} MiB per worker"
+    limit = f"--device-cache-gb {feed['limit_bytes'] / 2**30:.2f}"
+    if feed["cached"]:
+        return f"held on the device ({size}, read in {feed['seconds']:.1f} s; limit {limit})"
+    return f"streamed ({size} is over {limit})"
 
 
 def export(

@@ -182,7 +182,6 @@ def config_json(config: Any, **extra: Any) -> str:
 
 
 TRAIN_RESOLUTIONS = (64, 128, 256)
-AUGMENT_IN_CHOICES = ("data", "worker")
 EXPORT_DIRECTIONS = ("a2b", "b2a")
 EXPORT_FORMATS = ("torchscript", "onnx")
 
@@ -205,13 +204,16 @@ class TrainConfig:
     width: int = 32
     latent_dim: int = 256
     cpus_per_worker: float = 1.0
-    augment_in: str = "data"  # "data": Ray Data CPU tasks; "worker": inside each train worker
+    compile: bool = False  # torch.compile the model (checkpoints stay plain state dicts)
+    device_cache_gb: float | None = None  # faces held on the device up to this; None: auto
+    data_timeout_s: float = 600.0  # no batch of faces for this long fails the worker
     preview_faces: int = 4
     keep_checkpoints: int = 3
     max_failures: int = 3
     seed: int = 0
     address: str | None = None
     fail_at_step: int | None = None  # fault-injection for tests: raise once, at this step
+    nan_at_step: int | None = None  # fault-injection for tests: the last rank's loss goes NaN
     label_selector: str | None = None  # e.g. "node-kind=gpu": workers on such nodes only
 
     def __post_init__(self) -> None:
@@ -236,11 +238,12 @@ class TrainConfig:
         _check(self.latent_dim >= 8, "latent_dim", self.latent_dim, "must be >= 8")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
         _check(
-            self.augment_in in AUGMENT_IN_CHOICES,
-            "augment_in",
-            self.augment_in,
-            f"choose one of {AUGMENT_IN_CHOICES}",
+            self.device_cache_gb is None or self.device_cache_gb >= 0,
+            "device_cache_gb",
+            self.device_cache_gb,
+            "must be >= 0 (0 streams every batch)",
         )
+        _check(self.data_timeout_s > 0, "data_timeout_s", self.data_timeout_s, "must be > 0")
         _check(1 <= self.preview_faces <= 16, "preview_faces", self.preview_faces, "1 to 16")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, ">= 1")
         _check(self.max_failures >= -1, "max_failures", self.max_failures, ">= 0, or -1 (no limit)")

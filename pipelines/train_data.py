@@ -1,16 +1,17 @@
-"""Training data: pre-flight checks of the faces Parquet, and the Ray Data pipeline that feeds
-the train workers.
+"""Training data: pre-flight checks of the faces Parquet, and the Ray Data pipeline that
+decodes them for the train workers.
 
     inspect_faces  Ray-free: files exist, schema, row counts, one coverage (exit 2 when bad)
     load_faces     read_parquet -> decode at the training resolution (corrupt rows skipped and
                    counted) -> materialize -> hold back preview faces
-                   -> map_batches(augment) when augmenting in Ray Data
+
+The datasets carry decoded uint8 faces and crop landmarks only; augmentation runs on the
+training device (`pipelines.train_feed`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import pyarrow.dataset as pads
 import ray
 
 from ops import schema, storage
-from ops.augment import augment_batch, load_face
+from ops.augment import load_face
 from ops.checkpoint import (
     check_compatible,
     find_latest_checkpoint,
@@ -31,7 +32,6 @@ from ops.checkpoint import (
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
 
-MIN_EPOCH_STEPS, MAX_COPIES = 200, 64
 READ_COLUMNS = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE, schema.ERROR]
 
 
@@ -149,12 +149,6 @@ def decode_faces(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.
     }
 
 
-def augment_rows(batch: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """Ray Data UDF: fresh augmentations each epoch (the generator draws OS entropy + seed)."""
-    rng = np.random.default_rng([seed, int.from_bytes(np.random.bytes(4), "little")])
-    return augment_batch(batch["face"], batch["landmarks"], batch["coverage"], rng)
-
-
 def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple[Any, np.ndarray]:
     """Decode one identity once; return (training dataset, held-back preview faces)."""
     filesystem, _ = storage.resolve(path)
@@ -180,20 +174,6 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
         )
     train, held = decoded.split_at_indices([info.decoded - cfg.preview_faces])
     preview = np.stack([row["face"] for row in held.take_all()])
-    # Each epoch restarts the Ray Data pipeline, and the workers wait while it spins up;
-    # with few faces, chain copies so that one epoch lasts at least MIN_EPOCH_STEPS.
-    rows = info.decoded - cfg.preview_faces
-    epoch_steps = min(MIN_EPOCH_STEPS, cfg.steps)
-    copies = min(MAX_COPIES, math.ceil(epoch_steps * cfg.batch_size * cfg.workers / rows))
-    if copies > 1:
-        train = train.union(*([train] * (copies - 1)))
     # Blocks are video segments in order: visit them in a new order every epoch; the
-    # workers' local shuffle buffers mix the faces within (no all-to-all shuffle).
-    train = train.randomize_block_order()
-    if cfg.augment_in == "data":
-        train = train.map_batches(
-            functools.partial(augment_rows, seed=cfg.seed),
-            batch_format="numpy",
-            batch_size=max(8, cfg.batch_size),
-        )
-    return train, preview
+    # workers shuffle the faces within (on the device, or in a local shuffle buffer).
+    return train.randomize_block_order(), preview

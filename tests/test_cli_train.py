@@ -45,7 +45,9 @@ def test_train_help_lists_the_main_options():
         "--lr",
         "--save-every",
         "--address",
-        "--augment-in",
+        "--compile",
+        "--device-cache-gb",
+        "--data-timeout-s",
     ):
         assert flag in result.output
 
@@ -55,7 +57,8 @@ def test_train_help_lists_the_main_options():
     [
         (["--resolution", "96"], "--resolution"),
         (["--batch-size", "0"], "--batch-size"),
-        (["--augment-in", "gpu"], "--augment-in"),
+        (["--device-cache-gb", "-1"], "--device-cache-gb"),
+        (["--data-timeout-s", "0"], "--data-timeout-s"),
         (["--workers", "0"], "--workers"),
     ],
 )
@@ -82,6 +85,16 @@ def test_train_missing_or_small_faces_exit_2_before_ray(no_ray, tmp_path):
     assert result.exit_code == 2 and "not found" in result.output
     result = runner.invoke(app, [*base, "--a", str(tmp_path / "a")], terminal_width=200)
     assert result.exit_code == 2 and "fewer than one batch" in result.output
+
+
+def test_train_more_workers_than_cpus_exits_2_naming_the_flags(tmp_path):
+    write_faces(tmp_path / "a", "a", 80)
+    write_faces(tmp_path / "b", "b", 80)
+    args = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
+    args += ["--out", str(tmp_path / "out"), "--workers", "64", "--batch-size", "1"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 2
+    assert "--workers 64 x --cpus-per-worker 1 needs 64 CPUs" in result.output
 
 
 def test_export_writes_a_checked_torchscript_file(tmp_path):

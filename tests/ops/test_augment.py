@@ -1,58 +1,98 @@
-"""Augmentation: deterministic with a seeded generator, shapes, ranges, geometry."""
+"""Augmentation: batched torch ops that match the cv2 geometry, deterministic per generator."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
 from ops.align import template_landmarks
-from ops.augment import (
-    AugmentConfig,
-    augment_batch,
-    load_face,
-    random_affine,
-    random_warp_maps,
-)
+from ops.augment import AugmentConfig, augment_batch, load_face, random_affines, random_warp_flow
 from ops.quality import encode_crop
 
-
-def face_batch(count: int = 3, size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 255, size=(count, size, size, 3), dtype=np.uint8)
-    landmarks = np.stack([template_landmarks(size).reshape(-1)] * count)
-    return faces, landmarks, np.full(count, 1.5, np.float32)
+STILL_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0)
 
 
-def test_augment_batch_is_reproducible_with_the_same_generator():
-    faces, landmarks, coverage = face_batch()
-    first = augment_batch(faces, landmarks, coverage, np.random.default_rng(7))
-    second = augment_batch(faces, landmarks, coverage, np.random.default_rng(7))
-    other = augment_batch(faces, landmarks, coverage, np.random.default_rng(8))
+def face_batch(astronaut, count: int = 3, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    face = cv2.resize(astronaut[0:300, 100:400], (size, size), interpolation=cv2.INTER_AREA)
+    faces = torch.from_numpy(np.stack([face] * count))
+    landmarks = torch.from_numpy(np.stack([template_landmarks(size).reshape(-1)] * count))
+    return faces, landmarks
+
+
+def test_augment_batch_is_reproducible_with_the_same_generator(astronaut):
+    faces, landmarks = face_batch(astronaut)
+    first = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(7))
+    second = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(7))
+    other = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(8))
     for key in first:
-        assert np.array_equal(first[key], second[key])
-    assert not np.array_equal(first["warped"], other["warped"])
+        assert torch.equal(first[key], second[key])
+    assert not torch.equal(first["warped"], other["warped"])
 
 
-def test_augment_batch_shapes_and_ranges():
-    faces, landmarks, coverage = face_batch(count=2, size=128)
-    batch = augment_batch(faces, landmarks, coverage, np.random.default_rng(0))
+def test_augment_batch_shapes_and_ranges(astronaut):
+    faces, landmarks = face_batch(astronaut, count=2, size=128)
+    batch = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(0))
     assert batch["warped"].shape == batch["target"].shape == (2, 3, 128, 128)
     assert batch["face"].shape == batch["features"].shape == (2, 1, 128, 128)
-    for array in batch.values():
-        assert array.dtype == np.float32 and array.min() >= 0.0 and array.max() <= 1.0
+    for tensor in batch.values():
+        assert tensor.dtype == torch.float32 and tensor.min() >= 0.0 and tensor.max() <= 1.0
     assert batch["face"].mean() > 0.2 and batch["features"].mean() > 0.01
 
 
-def test_random_warp_moves_pixels_by_a_few_percent():
-    map_x, map_y = random_warp_maps(64, np.random.default_rng(0), AugmentConfig())
-    displacement = np.hypot(map_x - np.arange(64)[None, :], map_y - np.arange(64)[:, None])
-    assert 0.2 < displacement.mean() < 4.0
+def test_augment_batch_rejects_float_faces():
+    with pytest.raises(ValueError, match="uint8"):
+        augment_batch(torch.zeros(1, 64, 64, 3), torch.zeros(1, 10), 1.5, torch.Generator())
+
+
+def test_target_is_the_cv2_affine_of_the_face(astronaut):
+    """The geometry is cv2.warpAffine's: same matrix, same pixels (inside the border)."""
+    faces, landmarks = face_batch(astronaut, count=4)
+    cfg = AugmentConfig(warp_scale=0.0, **STILL_COLOUR)
+    matrices = random_affines(4, 64, torch.Generator().manual_seed(3), cfg)
+    batch = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(3), cfg)
+    for face, matrix, target in zip(faces.numpy(), matrices.numpy(), batch["target"], strict=True):
+        expected = cv2.warpAffine(face.astype(np.float32) / 255, matrix, (64, 64))
+        found = target.permute(1, 2, 0).numpy()
+        assert np.abs(expected - found)[8:-8, 8:-8].max() < 1e-4
+    assert torch.equal(batch["warped"], batch["target"])  # no warp: input == target
+
+
+def test_regions_follow_the_face_through_the_affine(astronaut):
+    """Eye and mouth centres, moved by the batch's affine, land inside the feature region."""
+    faces, landmarks = face_batch(astronaut, count=8)
+    cfg = AugmentConfig(warp_scale=0.0, **STILL_COLOUR)
+    matrices = random_affines(8, 64, torch.Generator().manual_seed(5), cfg).numpy()
+    batch = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(5), cfg)
+    points = landmarks[0].view(5, 2).numpy()
+    for matrix, features, face in zip(matrices, batch["features"], batch["face"], strict=True):
+        moved = points @ matrix[:, :2].T + matrix[:, 2]
+        for x, y in (moved[0], moved[1], moved[3:].mean(0)):
+            assert features[0, int(round(y)), int(round(x))] > 0.7
+        nose = moved[2]
+        assert face[0, int(round(nose[1])), int(round(nose[0]))] > 0.9
+
+
+def test_random_warp_moves_pixels_as_the_cv2_warp_did():
+    """Same magnitude as the cv2 jittered grid (5 x 5 control points, bicubic) it replaces."""
+    cfg = AugmentConfig()
+    flow = random_warp_flow(400, 64, torch.Generator().manual_seed(0), cfg)
+    found = torch.linalg.vector_norm(flow, dim=-1).mean().item()
+    rng = np.random.default_rng(0)
+    reference = []
+    for _ in range(400):
+        jitter = rng.normal(scale=cfg.warp_scale * 64, size=(2, 5, 5)).astype(np.float32)
+        dx, dy = (cv2.resize(j, (64, 64), interpolation=cv2.INTER_CUBIC) for j in jitter)
+        reference.append(np.hypot(dx, dy).mean())
+    assert 0.9 < found / float(np.mean(reference)) < 1.1
+    assert 1.0 < found < 3.0  # a few percent of the 64 px side
 
 
 def test_random_affine_without_jitter_is_a_flip_or_identity():
     still = AugmentConfig(rotation_deg=0, scale=0, shift=0, flip=1.0)
-    matrix = random_affine(64, np.random.default_rng(0), still)
-    assert np.allclose(matrix, [[-1, 0, 64], [0, 1, 0]], atol=1e-5)
+    matrix = random_affines(1, 64, torch.Generator().manual_seed(0), still)[0]
+    assert torch.allclose(matrix, torch.tensor([[-1.0, 0, 64], [0, 1, 0]]), atol=1e-5)
 
 
 def test_load_face_maps_frame_landmarks_into_the_resized_crop():

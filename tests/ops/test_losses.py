@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from ops.align import template_landmarks
 from ops.augment import augment_batch
-from ops.losses import face_region_mask, feature_mask, masked_ssim_l1, ssim_map
+from ops.losses import face_region_mask, feature_regions, masked_ssim_l1, ssim_map
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.train_step import make_optimizer, train_step
 
@@ -20,13 +21,60 @@ def test_face_region_mask_covers_the_template_landmarks():
     assert face_region_mask(64, 1.0).sum() > mask.sum()  # tighter crop, larger face
 
 
-def test_feature_mask_marks_eyes_and_mouth_not_the_cheeks():
+def _drawn_ellipse(size, centre, axes, angle_deg, sigma):
+    """The region as cv2 draws it: a filled anti-aliased ellipse, Gaussian-blurred."""
+    canvas = np.zeros((size, size), np.float32)
+    scale = 16
+    cv2.ellipse(
+        canvas,
+        tuple(int(round(v * scale)) for v in centre),
+        tuple(int(round(v * scale)) for v in axes),
+        angle_deg,
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+        4,
+    )
+    return cv2.GaussianBlur(canvas, (0, 0), sigma)
+
+
+def test_feature_regions_marks_eyes_and_mouth_not_the_cheeks():
     points = template_landmarks(128)
-    mask = feature_mask(points, 128)
+    mask = feature_regions(torch.from_numpy(points.reshape(1, 10)), 128)[0, 0].numpy()
     eye, mouth = points[0], points[3:].mean(0)
     assert mask[int(eye[1]), int(eye[0])] > 0.8 and mask[int(mouth[1]), int(mouth[0])] > 0.8
     cheek = (points[0] + points[3]) / 2 - [10, 0]
     assert mask[int(cheek[1]), int(cheek[0])] < 0.1
+
+
+def test_feature_regions_match_blurred_drawn_ellipses():
+    """The analytic soft ellipses equal cv2's drawn + blurred ones (a tilted face)."""
+    points = template_landmarks(128).astype(np.float64)
+    centre = points.mean(0)
+    turn = np.radians(12.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    points = (points - centre) @ rotation.T + centre
+    found = feature_regions(torch.from_numpy(points.reshape(1, 10)).float(), 128)[0, 0].numpy()
+    d = np.linalg.norm(points[1] - points[0])
+    angle = np.degrees(np.arctan2(*(points[1] - points[0])[::-1]))
+    corners = points[3:]
+    mouth_angle = np.degrees(np.arctan2(*(corners[1] - corners[0])[::-1]))
+    mouth_axes = (0.5 * np.linalg.norm(corners[1] - corners[0]) + 0.2 * d, 0.3 * d)
+    drawn = [_drawn_ellipse(128, p, (0.35 * d, 0.22 * d), angle, 0.06 * d) for p in points[:2]]
+    drawn.append(_drawn_ellipse(128, corners.mean(0), mouth_axes, mouth_angle, 0.06 * d))
+    expected = np.maximum.reduce(drawn)
+    assert np.abs(found - expected).mean() < 0.01
+    inside, expected_inside = found > 0.5, expected > 0.5
+    overlap = (inside & expected_inside).sum() / (inside | expected_inside).sum()
+    assert overlap > 0.9  # curvature makes the blurred drawing a little smaller
+
+
+def test_feature_regions_of_degenerate_landmarks_are_empty():
+    points = torch.zeros(2, 10)
+    points[1] = float("nan")
+    assert feature_regions(points, 64).abs().sum() == 0
 
 
 def test_ssim_is_one_for_equal_images_and_lower_for_noise():
@@ -48,12 +96,10 @@ def test_masked_loss_ignores_pixels_with_zero_weight():
 
 def test_twenty_train_steps_on_a_fixed_batch_lower_the_loss():
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 255, size=(4, 64, 64, 3), dtype=np.uint8)
-    landmarks = np.stack([template_landmarks(64).reshape(-1)] * 4)
-    arrays = augment_batch(faces, landmarks, np.full(4, 1.5), rng)
-    batch = {key: torch.from_numpy(value) for key, value in arrays.items()}
+    faces = torch.randint(0, 255, (4, 64, 64, 3), dtype=torch.uint8)
+    landmarks = torch.from_numpy(np.stack([template_landmarks(64).reshape(-1)] * 4))
+    batch = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(0))
     model = SwapAutoencoder(ModelConfig(resolution=64, width=8, latent_dim=32))
     optimizer = make_optimizer(model, 1e-3)
-    losses = [train_step(model, optimizer, batch, batch)["loss"] for _ in range(20)]
+    losses = [train_step(model, optimizer, batch, batch)[0].item() for _ in range(20)]
     assert losses[-1] < 0.8 * losses[0]

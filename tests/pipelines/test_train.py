@@ -8,11 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from ops.checkpoint import load_checkpoint, save_checkpoint
 from ops.model import ModelConfig, SwapAutoencoder
 from pipelines.config import TrainConfig
-from pipelines.train import FAIL_MARKER, prepare_train, run_train
+from pipelines.train import NonFiniteLossError, prepare_train, run_train
+from pipelines.train_worker import FAIL_MARKER
 from tests.pipelines.faces_data import write_faces
 
 FACES = 16
@@ -59,6 +61,7 @@ def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
     assert len(summary.weight_hashes) == 2 and len(set(summary.weight_hashes)) == 1
     assert summary.faces["a"].decoded == FACES
     assert summary.faces["b"].decoded == FACES - 2 and summary.faces["b"].skipped == 2
+    assert summary.feed["cached"]  # a few faces: held on the device, not streamed
     loaded = load_checkpoint(summary.checkpoint)
     assert loaded.step == 4 and loaded.coverage == 1.5 and loaded.size == 64
     assert loaded.model_config.resolution == 64
@@ -72,10 +75,12 @@ def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
 
 @pytest.mark.ray
 def test_run_train_rerun_resumes_and_a_failed_worker_is_recovered(first_run):
-    """Rerun to step 8: it resumes at 4, saves 6, rank 1 raises at 7, the retry resumes at 6."""
+    """Rerun to step 8 streaming the faces (no device cache): it resumes at 4, saves 6,
+    rank 1 raises at 7, the retry resumes at 6."""
     cfg, _ = first_run
     rerun_started = time.time()
-    summary = run_train(replace(cfg, steps=8, fail_at_step=7, augment_in="worker"))
+    summary = run_train(replace(cfg, steps=8, fail_at_step=7, device_cache_gb=0.0))
+    assert not summary.feed["cached"]
     assert (Path(cfg.out) / FAIL_MARKER).read_text() == "7"  # the failure happened, once
     assert summary.resumed_from == 6 and summary.step == 8  # the retry began at checkpoint 6
     assert len(set(summary.weight_hashes)) == 1
@@ -84,6 +89,22 @@ def test_run_train_rerun_resumes_and_a_failed_worker_is_recovered(first_run):
     assert [line["step"] for line in lines] == list(range(1, 9))
     # steps 1-4 are the first run's lines (kept because the rerun resumed at 4, not 0)
     assert all((line["time"] < rerun_started) == (line["step"] <= 4) for line in lines)
+
+
+@pytest.mark.ray
+def test_run_train_stops_at_a_non_finite_loss_without_checkpointing_it(ray_local, faces, tmp_path):
+    """Rank 1's loss goes NaN at step 5: both ranks stop at the check at step 6, the error
+    names step 5 and checkpoint 4, and no checkpoint after step 4 exists."""
+    cfg = tiny_config(faces, tmp_path / "out", steps=8, save_every=2, log_every=3, nan_at_step=5)
+    with pytest.raises(NonFiniteLossError, match=r"at step 5;.*checkpoint_00000004 \(step 4\)"):
+        run_train(cfg)
+    checkpoints = sorted(p.name for p in (tmp_path / "out" / "train").glob("checkpoint_0*"))
+    assert checkpoints == ["checkpoint_00000002", "checkpoint_00000004"]
+    loaded = load_checkpoint(str(tmp_path / "out"))
+    assert loaded.step == 4
+    assert all(torch.isfinite(t).all() for t in loaded.model.state_dict().values())
+    lines = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert [line["step"] for line in lines] == [3]  # the window holding step 5 is not logged
 
 
 def test_prepare_train_rejects_missing_empty_and_small_datasets(faces, tmp_path):
