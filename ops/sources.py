@@ -17,8 +17,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ops import storage
-from ops.types import VideoInfo
-from ops.video import VIDEO_EXTENSIONS, probe_video
+from ops.types import FrameRange, VideoInfo
+from ops.video import VIDEO_EXTENSIONS, probe_video, split_frames
 
 MANIFEST_EXTENSIONS = (".csv", ".parquet")
 DEFAULT_IDENTITY = "unlabelled"
@@ -115,3 +115,11 @@ def probe_source(uri: str) -> VideoInfo:
         raise ValueError(f"{name}: file is empty (0 bytes)")
     with storage.open_media(uri) as media:
         return probe_video(media)
+
+
+def split_source(
+    uri: str, frame_count: int, segment_frames: int, context: int = 0
+) -> list[FrameRange]:
+    """`split_frames` of a video at a local path or URI (a long one is read once, no decode)."""
+    with storage.open_media(uri) as media:
+        return split_frames(media, frame_count, segment_frames, context)

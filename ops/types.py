@@ -59,3 +59,22 @@ class VideoInfo:
     codec: str
     rotation: int  # degrees clockwise to apply to decoded frames (0, 90, 180, 270)
     has_audio: bool
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Frames [start, stop) of a video (stop -1: to the end) and where reading them seeks.
+
+    `seek_frame` is a frame at or before `start` and `seek_pts` its timestamp (stream
+    time-base ticks); -1 for both when reading starts at frame 0 or must find its place.
+    """
+
+    start: int
+    stop: int
+    seek_frame: int = -1
+    seek_pts: int = -1
+
+    @property
+    def seek(self) -> tuple[int, int] | None:
+        """(frame, pts) for `iter_frames(seek=...)`, or None."""
+        return None if self.seek_frame < 0 else (self.seek_frame, self.seek_pts)

@@ -2,21 +2,26 @@
 
 Frames are (H, W, 3) uint8 RGB, rotated upright according to the container's display
 matrix, so a phone video recorded sideways comes out the way a player shows it.
-Frame numbers count decoded frames from the start of the stream (0-based) and are
-derived from timestamps, so iteration can start at any frame (segments) after a seek.
+Frame numbers count frames in display order from the first (0-based), never from
+timestamps × frame rate: on variable-frame-rate video (most phone footage) that product
+repeats some numbers and skips others. To start at a later frame (a segment), a reader
+seeks to a known (frame number, pts) pair from `split_frames` and counts from there.
 """
 
 from __future__ import annotations
 
-import math
+import heapq
+import itertools
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import av
 import numpy as np
 
-from ops.types import Frame, VideoInfo
+from ops.types import Frame, FrameRange, VideoInfo
 
+SEEK_RETRIES = 4  # keyframes to step back when a seek lands after the wanted frame
+REWIND_TS = -(2**62)  # a seek target before any timestamp: back to the first frame
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv")
 
 
@@ -110,26 +115,154 @@ def every_n_for_fps(video_fps: float, target_fps: float | None, every_n: int) ->
     return max(1, int(round(video_fps / target_fps)))
 
 
+def _frame_packets(
+    container: av.container.InputContainer, stream: av.video.VideoStream
+) -> Iterator[tuple[int | None, int | None]]:
+    """(pts, dts) of each packet that decodes to a shown frame, in decode order."""
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:  # flush packets, edit-list cuts
+            continue
+        yield packet.pts, packet.dts
+
+
+def frame_timestamps(source: Source) -> list[int]:
+    """Presentation timestamps of every frame, in display order (stream time-base ticks).
+
+    Reads packets only (no decoding), so it costs one pass over the file's bytes. Entry i
+    is the pts of frame i, the frame `iter_frames` numbers i; planners use it to give a
+    segment the pts it seeks to. Returns [] if a packet has no timestamp.
+    """
+    path = _name(source)
+    with open_container(source) as container:
+        stream = _open_video_stream(container, path)
+        timestamps = []
+        for pts, _ in _frame_packets(container, stream):
+            if pts is None:
+                return []
+            timestamps.append(pts)
+    return sorted(timestamps)
+
+
+def split_frames(
+    source: Source, frame_count: int, segment_frames: int, context: int = 0
+) -> list[FrameRange]:
+    """Split a video into ranges of `segment_frames` frames, each with where to seek.
+
+    A video of more than one segment gets its exact frame count and every seek point from
+    `frame_timestamps` (one packet pass); a single segment needs neither.
+
+    Args:
+        frame_count: the header's count (`probe_video`); only decides whether to split.
+        context: frames before each range that its reader also decodes (render's
+            smoothing window), so the seek point is `context` frames before `start`.
+    """
+    if frame_count <= segment_frames:
+        return [FrameRange(0, -1)]
+    timestamps = frame_timestamps(source)
+    count = len(timestamps) or frame_count
+    starts = list(range(0, max(count, 1), segment_frames))
+    ranges = []
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else -1  # the last runs to the end
+        seek = max(0, start - context)
+        if timestamps:
+            ranges.append(FrameRange(start, stop, seek, timestamps[seek]))
+        else:  # no timestamps: each reader counts from the first frame
+            ranges.append(FrameRange(start, stop))
+    return ranges
+
+
+def _pts_of_frame(
+    container: av.container.InputContainer, stream: av.video.VideoStream, index: int
+) -> int | None:
+    """The pts of frame `index` (display order), from packets read from the start.
+
+    Packets come in decode order and a packet's pts is never below its dts, so once a
+    packet's dts passes the index-th smallest pts seen so far, no later packet can come
+    before it. None if the video is shorter or a packet has no timestamp.
+    """
+    smallest: list[int] = []  # max-heap (negated) of the index + 1 smallest pts
+    for pts, dts in _frame_packets(container, stream):
+        if pts is None:
+            return None
+        if len(smallest) <= index:
+            heapq.heappush(smallest, -pts)
+        elif pts < -smallest[0]:
+            heapq.heapreplace(smallest, -pts)
+        if len(smallest) > index and dts is not None and dts > -smallest[0]:
+            break
+    return -smallest[0] if len(smallest) > index else None
+
+
+def _decode_from(
+    container: av.container.InputContainer, stream: av.video.VideoStream, pts: int | None
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames from a keyframe at or before `pts` (None: from the first frame).
+
+    A seek lands on a keyframe whose decode time is at or before `pts`; with B-frames its
+    display time can be later, and some containers (MPEG-TS) seek only roughly, so step
+    back until the first frame is not after `pts`; in the end, start from the beginning.
+    """
+    target, step = pts, max(1, round(1 / float(stream.time_base)))  # 1 s, then doubling
+    for _ in range(SEEK_RETRIES if pts is not None else 0):
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is not None and (first.pts is None or first.pts <= pts):
+            return itertools.chain([first], frames)
+        # before the keyframe it landed on, or further back (MPEG-TS seeks only roughly)
+        stamps = [] if first is None else [t for t in (first.pts, first.dts) if t is not None]
+        target = min(stamps) - 1 if stamps and min(stamps) - 1 < target else target - step
+        step *= 2
+    container.seek(REWIND_TS, stream=stream, backward=True, any_frame=False)
+    return container.decode(stream)
+
+
+def _start_frames(
+    container: av.container.InputContainer,
+    stream: av.video.VideoStream,
+    start: int,
+    seek: tuple[int, int] | None,
+) -> tuple[int, int | None, Iterator[av.VideoFrame]]:
+    """(index before the first frame, pts to skip up to, decoded frames) for `iter_frames`."""
+    if seek is None and start > 0:
+        pts = _pts_of_frame(container, stream, start)
+        seek = (start, pts) if pts is not None else (0, 0)
+        if seek[0] == 0:  # the packet scan moved the reader: rewind it
+            return -1, None, _decode_from(container, stream, None)
+    if seek is None or seek[0] == 0:
+        return -1, None, container.decode(stream)
+    return seek[0] - 1, seek[1], _decode_from(container, stream, seek[1])
+
+
 def iter_frames(
     source: Source,
     start: int = 0,
     stop: int | None = None,
     every_n: int = 1,
     threads: int = 1,
+    seek: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, float, Frame]]:
     """Yield (frame_index, time_s, frame) for frames start, start+every_n, ... < stop.
 
-    Seeks to the keyframe before `start` and decodes forward, so a segment in the middle
-    of a long video costs about one GOP of extra decoding. Frames are upright RGB uint8.
+    Frame indices count frames in display order from the first (0-based), so they are
+    unique and gapless on variable-frame-rate video too; time_s is the frame's own
+    timestamp (pts) from the start of the stream. Frames are upright RGB uint8.
 
     Args:
         source: a local file path or a seekable binary stream.
         start, stop: frame range [start, stop); stop None means to the end.
         every_n: keep frames whose index is a multiple of every_n.
         threads: decoder threads (use the CPUs the caller owns; 0 = FFmpeg's default).
+        seek: (frame index, pts) of a frame at or before `start`, from `split_frames`:
+            decoding seeks to the keyframe before it and counts from it, about one GOP of
+            extra work. Without it, a `start` > 0 is found by reading packets from the
+            beginning (cheap, but it grows with `start`).
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
+    if seek is not None and seek[0] > start:
+        raise ValueError(f"seek frame {seek[0]} is after start {start}")
     path = _name(source)
     with open_container(source) as container:
         stream = _open_video_stream(container, path)
@@ -139,24 +272,21 @@ def iter_frames(
         fps = _fps_of(stream, path)
         time_base = float(stream.time_base)
         origin = stream.start_time or 0
-        if start > 0:
-            target = origin + int(math.floor((start / fps) / time_base))
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-        counter = None  # fall back to counting when timestamps are missing
-        for frame in container.decode(stream):
-            if frame.pts is not None:
-                index = int(round((frame.pts - origin) * time_base * fps))
-            else:
-                counter = 0 if counter is None else counter + 1
-                index = counter
+        index, seek_pts, frames = _start_frames(container, stream, start, seek)
+        for frame in frames:
+            if seek_pts is not None and frame.pts is not None and frame.pts < seek_pts:
+                continue  # decoded from the keyframe, before the seek point
+            seek_pts = None  # from here on, every frame is the next index
+            index += 1
             if index < start:
                 continue
             if stop is not None and index >= stop:
                 break
             if index % every_n:
                 continue
+            time_s = (frame.pts - origin) * time_base if frame.pts is not None else index / fps
             rgb = frame.to_ndarray(format="rgb24")
-            yield index, index / fps, rotate_frame(rgb, _rotation_of(frame))
+            yield index, time_s, rotate_frame(rgb, _rotation_of(frame))
 
 
 def write_video(frames: list[Frame] | Iterator[Frame], path: str, fps: float, crf: int = 18) -> int:

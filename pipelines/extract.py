@@ -35,6 +35,7 @@ from ops.align import align_face
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.quality import encode_crop, sharpness
 from ops.sources import VideoSource
+from ops.types import FrameRange
 from ops.video import iter_frames
 from pipelines.config import ExtractConfig, StageSummary, config_json, parse_label_selector
 from pipelines.extract_plan import (
@@ -122,7 +123,8 @@ class FaceExtractor:
         rows: list[dict] = []
         frames = filtered = 0
         with storage.open_media(row["video"]) as local:
-            stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads)
+            seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek
+            stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads, seek)
             for chunk in _batched(stream, cfg.detect_batch):
                 detections = self.detector.detect_batch([frame for _, _, frame in chunk])
                 for (index, time_s, frame), found in zip(chunk, detections, strict=True):

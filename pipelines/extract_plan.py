@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ops import schema, storage
-from ops.sources import VideoSource, expand_inputs, probe_source, video_id
+from ops.sources import VideoSource, expand_inputs, probe_source, split_source, video_id
 from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
 
@@ -78,23 +78,21 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
         "video_id": key,
         "start": 0,
         "stop": -1,
-        "every_n": 1,
     }
+    reader = {"every_n": 1, "seek_frame": -1, "seek_pts": -1}  # how the actor reads a segment
     try:
         info = probe_source(uri)
+        ranges = split_source(uri, info.frame_count, cfg["segment_frames"])
     except Exception as exc:  # noqa: BLE001 - recorded as an error row
-        return [segment_report(base, stage="probe", error=name_file(uri, exc)) | {"every_n": 1}]
-    every_n = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
-    step = cfg["segment_frames"]
-    starts = list(range(0, max(info.frame_count, 1), step))
+        return [segment_report(base, stage="probe", error=name_file(uri, exc)) | reader]
+    reader["every_n"] = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
     rows = []
-    for i, start in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else -1  # last segment runs to the end
-        name = f"{identity}/{segment_name(key, start)}"
+    for frames in ranges:  # the last runs to the end (stop -1)
+        name = f"{identity}/{segment_name(key, frames.start)}"
         status = "done" if name in done else ""
-        rows.append(
-            segment_report(base, start=start, stop=stop, stage=status) | {"every_n": every_n}
-        )
+        seek = {"seek_frame": frames.seek_frame, "seek_pts": frames.seek_pts}
+        report = segment_report(base, start=frames.start, stop=frames.stop, stage=status)
+        rows.append(report | reader | seek)
     return rows
 
 

@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 
 from ops.samples import animate, portrait, write_clip
-from ops.video import every_n_for_fps, iter_frames, probe_video, write_video
+from ops.video import (
+    every_n_for_fps,
+    frame_timestamps,
+    iter_frames,
+    probe_video,
+    split_frames,
+    write_video,
+)
+from tests.vfr_clip import read_stamp, write_vfr_clip
 
 
 def _numbered_clip(path: str, frames: int = 30, fps: int = 25) -> list[np.ndarray]:
@@ -37,6 +45,42 @@ def test_iter_frames_every_n_keeps_the_global_phase(tmp_path):
     _numbered_clip(path, 30)
     assert [i for i, _, _ in iter_frames(path, start=7, stop=20, every_n=5)] == [10, 15]
     assert [round(t, 3) for _, t, _ in iter_frames(path, stop=10, every_n=5)] == [0.0, 0.2]
+
+
+def _vfr_clip(path: str, frames: int = 40) -> list[float]:
+    return write_vfr_clip([np.full((64, 64, 3), 128, np.uint8)] * frames, path)
+
+
+def test_iter_frames_numbers_vfr_frames_in_display_order(tmp_path):
+    path = str(tmp_path / "vfr.mp4")
+    times = _vfr_clip(path, 60)
+    frames = list(iter_frames(path))
+    assert [i for i, _, _ in frames] == list(range(60))  # unique and gapless
+    assert [read_stamp(frame) for _, _, frame in frames] == list(range(60))
+    assert [t for _, t, _ in frames] == pytest.approx(times, abs=1e-9)  # time_s from pts
+    assert len(frame_timestamps(path)) == 60
+
+
+def test_split_frames_seek_points_land_on_the_planned_frame_of_a_vfr_clip(tmp_path):
+    path = str(tmp_path / "vfr.mp4")
+    _vfr_clip(path, 40)
+    ranges = split_frames(path, probe_video(path).frame_count, 16, context=3)
+    assert [(r.start, r.stop, r.seek_frame) for r in ranges] == [
+        (0, 16, 0),
+        (16, 32, 13),
+        (32, -1, 29),
+    ]
+    read = []
+    for r in ranges:
+        stop = None if r.stop < 0 else r.stop
+        part = list(iter_frames(path, r.start, stop, seek=r.seek))
+        assert [read_stamp(frame) for _, _, frame in part] == [i for i, _, _ in part]
+        read += [i for i, _, _ in part]
+    assert read == list(range(40))
+    for start in (1, 7, 23, 39):  # no seek point: found from the packets
+        part = list(iter_frames(path, start, start + 2))
+        assert [i for i, _, _ in part] == list(range(start, min(start + 2, 40)))
+        assert read_stamp(part[0][2]) == start
 
 
 def test_iter_frames_honours_rotation_metadata(tmp_path):

@@ -17,6 +17,7 @@ from ops.video import probe_video
 from pipelines.config import ExtractConfig
 from pipelines.extract import run_extract
 from tests.conftest import shared_video
+from tests.vfr_clip import write_vfr_clip
 
 pytestmark = pytest.mark.ray
 
@@ -82,6 +83,21 @@ def test_extract_segments_cover_every_frame_exactly_once(ray_local, tmp_path, sa
     )
     assert many.counts["segments"] > one.counts["segments"] == 1
     assert frames_one == frames_many == list(range(12))
+
+
+def test_extract_vfr_clip_gives_every_frame_once_with_its_own_time(ray_local, tmp_path):
+    from ops.samples import animate, portrait
+
+    clip = str(tmp_path / "phone.mp4")
+    times = write_vfr_clip([animate(portrait("a"), i, 160) for i in range(60)], clip)
+    _, summary = extract(tmp_path, [clip], identity="a", size=64, segment_frames=16)
+    rows = read_faces(tmp_path / "out", "a").to_pylist()
+    keys = [(r[schema.VIDEO_ID], r[schema.FRAME], r[schema.FACE]) for r in rows]
+    assert summary.n_failed == 0 and summary.counts["segments"] == 4
+    assert len(set(keys)) == len(keys) == 60  # no duplicate key, no missing frame
+    assert sorted(r[schema.FRAME] for r in rows) == list(range(60))
+    for row in rows:
+        assert row[schema.TIME_S] == pytest.approx(times[row[schema.FRAME]], abs=1e-6)
 
 
 def _bad_inputs(folder, good_clip):

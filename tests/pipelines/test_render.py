@@ -16,6 +16,7 @@ from ops.video_out import frame_rate_of, join_segments, read_metadata
 from pipelines.config import RenderConfig
 from pipelines.render import output_name, output_names, run_render
 from pipelines.render_segment import SegmentRenderer, _Pending
+from tests.vfr_clip import read_stamp, write_vfr_clip
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,18 @@ def test_faceless_frames_pass_through_unchanged(checkpoint, clips, tmp_path) -> 
         clips["faceless"], 0, None, str(tmp_path / "f.mp4"), frame_rate_of(clips["faceless"])
     )
     assert counts.frames == 10 and counts.swapped_frames == 0 and counts.faces_missed == 10
+
+
+@pytest.mark.ray
+def test_run_render_vfr_clip_in_segments_keeps_every_frame(ray_local, checkpoint, tmp_path) -> None:
+    from ops.samples import animate, portrait
+
+    clip = str(tmp_path / "phone.mp4")
+    write_vfr_clip([animate(portrait("a"), i, 128) for i in range(40)], clip)
+    cfg = RenderConfig(checkpoint, (clip,), str(tmp_path / "out"), segment_frames=16, workers=2)
+    summary = run_render(cfg)
+    (row,) = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    assert summary.counts["segments"] == 3 and row[schema.ERROR] is None
+    frames = _frames(row[schema.OUTPUT])
+    assert row[schema.FRAMES] == len(frames) == 40
+    assert [read_stamp(frame) for frame in frames] == list(range(40))  # in order, none twice
