@@ -36,7 +36,8 @@ import ray
 import ray.data
 
 from ops import schema, storage
-from ops.sources import VideoSource, expand_inputs, probe_source, video_id
+from ops.sources import VideoSource, expand_inputs, probe_source, split_source, video_id
+from ops.types import FrameRange
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig, StageSummary, config_json, versions
 from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
@@ -88,22 +89,28 @@ def _report(row: dict, **fields: object) -> dict:
     return report
 
 
-def plan_render_segments(row: dict, segment_frames: int, out: str) -> list[dict]:
-    """flat_map: one input video -> its segment rows, or one error row. Never raises."""
+def plan_render_segments(row: dict, segment_frames: int, out: str, context: int = 0) -> list[dict]:
+    """flat_map: one input video -> its segment rows, or one error row. Never raises.
+
+    `context` is the smoothing radius: each segment also decodes that many frames before
+    its start, so its seek point (`seek_frame`, `seek_pts`) is that far back.
+    """
     uri, name = row["video"], row["output"]
     key = video_id(uri)
     base = {"video": uri, "video_id": key, "output": storage.join(out, name), "start": 0}
     base |= {"stop": -1, "segments": 1, "part": "", "error": ""}
+    seek = {"seek_frame": -1, "seek_pts": -1}
     try:
         info = probe_source(uri)
+        ranges = split_source(uri, info.frame_count, segment_frames, context)
     except Exception as exc:  # noqa: BLE001 - recorded in the manifest
-        return [_report(base, error=schema.format_error(exc))]
-    starts = list(range(0, max(info.frame_count, 1), segment_frames))
+        return [_report(base, error=schema.format_error(exc), **seek)]
     rows = []
-    for i, start in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else -1  # the last runs to the end
-        part = storage.join(out, "_parts", key, f"{start:09d}.mp4")
-        rows.append(_report(base, start=start, stop=stop, segments=len(starts), part=part))
+    for frames in ranges:  # the last runs to the end (stop -1)
+        part = storage.join(out, "_parts", key, f"{frames.start:09d}.mp4")
+        seek = {"seek_frame": frames.seek_frame, "seek_pts": frames.seek_pts}
+        fields = {"start": frames.start, "stop": frames.stop, "segments": len(ranges)}
+        rows.append(_report(base, part=part, **fields, **seek))
     return rows
 
 
@@ -146,7 +153,8 @@ class FaceSwapper:
             fps = frame_rate_of(media)
         with storage.open_media(row["video"]) as media, tempfile.TemporaryDirectory() as tmp:
             part = os.path.join(tmp, "part.mp4")
-            counts = self.renderer.render(media, row["start"], stop, part, fps)
+            seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek
+            counts = self.renderer.render(media, row["start"], stop, part, fps, seek)
             if counts.frames == 0 and row["start"] == 0:
                 raise ValueError(f"{storage.strip_query(row['video'])}: no decodable frames")
             if counts.frames:
@@ -201,7 +209,11 @@ def build_render_dataset(
     # [1] plan: probe each video and split it into segments
     segments = ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
         plan_render_segments,
-        fn_kwargs={"segment_frames": cfg.segment_frames, "out": cfg.out},
+        fn_kwargs={
+            "segment_frames": cfg.segment_frames,
+            "out": cfg.out,
+            "context": cfg.smooth_frames,
+        },
         num_cpus=0,
     )
     # [2] render: one actor per worker holds the model and a detector; one segment per call

@@ -143,12 +143,12 @@ class SegmentRenderer:
 
     # -- the segment -----------------------------------------------------------------------
     def _windows(
-        self, path: str, start: int, stop: int | None
+        self, path: str, start: int, stop: int | None, seek: tuple[int, int] | None = None
     ) -> Iterator[tuple[int, Frame, list[tuple[Detection, Landmarks]]]]:
         """(index, frame, smoothed faces) for frames [start, stop), decoding context around."""
         radius = self.cfg.smooth_frames
         context_stop = None if stop is None else stop + radius
-        stream = iter_frames(path, max(0, start - radius), context_stop, 1, self.threads)
+        stream = iter_frames(path, max(0, start - radius), context_stop, 1, self.threads, seek)
         indices: list[int] = []
         frames: list[Frame] = []
         found: list[list[Detection]] = []
@@ -171,14 +171,24 @@ class SegmentRenderer:
             following -= drop
 
     def render(
-        self, path: str, start: int, stop: int | None, out_path: str, fps: Fraction
+        self,
+        path: str,
+        start: int,
+        stop: int | None,
+        out_path: str,
+        fps: Fraction,
+        seek: tuple[int, int] | None = None,
     ) -> SegmentCounts:
-        """Render frames [start, stop) of a video (path or stream) into the MP4 `out_path`."""
+        """Render frames [start, stop) of a video (path or stream) into the MP4 `out_path`.
+
+        `seek` is the (frame, pts) the plan found `smooth_frames` before `start`
+        (`ops.video.split_frames`), so a variable-frame-rate video lands on the right frame.
+        """
         counts = SegmentCounts()
         writer: SegmentWriter | None = None
         pending: list[_Pending] = []
         try:
-            for index, frame, faces in self._windows(path, start, stop):
+            for index, frame, faces in self._windows(path, start, stop, seek):
                 if writer is None:
                     height, width = frame.shape[:2]
                     writer = SegmentWriter(out_path, fps, width, height, self.cfg.crf)
