@@ -78,6 +78,8 @@ FRAMES = "frames"
 SWAPPED_FRAMES = "swapped_frames"
 FACES_MISSED = "faces_missed"  # frames without a face
 SECONDS = "seconds"
+CHECKPOINT = "checkpoint"  # the exact checkpoint directory the video was rendered with
+CHECKPOINT_STEP = "checkpoint_step"
 
 RENDER_MANIFEST_SCHEMA = pa.schema(
     [
@@ -88,6 +90,8 @@ RENDER_MANIFEST_SCHEMA = pa.schema(
         pa.field(FACES_MISSED, pa.int64()),
         pa.field(SECONDS, pa.float64()),
         pa.field(ERROR, pa.string()),
+        pa.field(CHECKPOINT, pa.string()),
+        pa.field(CHECKPOINT_STEP, pa.int64()),
     ],
     metadata={b"rayswap.schema": b"render_manifest"},
 )

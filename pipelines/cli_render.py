@@ -21,12 +21,18 @@ from pipelines.config import RenderConfig, StageSummary, VerifyConfig
 
 def render_summary_lines(summary: StageSummary) -> list[str]:
     c = summary.counts
+    resumed = ""
+    if c.get("skipped_videos") or c.get("skipped_segments"):
+        resumed = (
+            f"; already done by an earlier run: {int(c['skipped_videos'])} videos, "
+            f"{int(c['skipped_segments'])} segments of others"
+        )
     return [
         f"render: {int(c['videos'])} videos ({summary.n_failed} failed), "
-        f"{int(c['segments'])} segments, {int(c['frames'])} frames "
+        f"{int(c['segments'])} segments rendered, {int(c['frames'])} frames "
         f"({int(c['swapped_frames'])} swapped, {int(c['faces_missed'])} without a face) "
         f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{int(c['workers'])} workers)",
+        f"{int(c['workers'])} workers){resumed}",
         f"videos:   {summary.output_path}/",
         f"manifest: {summary.errors_path}",
     ]
@@ -36,7 +42,8 @@ def render(
     checkpoint: Annotated[
         str,
         typer.Argument(
-            help="Checkpoint folder or URI (or a training output folder: its latest checkpoint).",
+            help="Checkpoint folder or URI, or a training output folder: its latest "
+            "checkpoint, resolved once (a rerun into the same --out keeps that one).",
             show_default=False,
         ),
     ],
@@ -105,12 +112,15 @@ def render(
     ] = 3.0,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
+    fail_at_frame: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Swap faces in videos with a trained checkpoint; many videos and segments in parallel.
 
-    Every output keeps the input's size, frame rate, frame count and sound, carries an
-    invisible watermark (see `rayswap verify`) and metadata saying it is synthetic, and by
-    default a visible SYNTHETIC label. Bad inputs get a manifest row and the batch goes on.
+    Every output keeps the input's size, frame rate, frame count and sound. Its swapped
+    frames carry an invisible watermark (see `rayswap verify`) and, by default, a visible
+    SYNTHETIC label, and its metadata says it is synthetic; an output in which no face was
+    swapped makes no such claim. Bad inputs get a manifest row and the batch goes on.
+    Rerunning the same command resumes: finished videos and segments are skipped.
     """
     from pipelines.render import prepare_render, run_render
 
@@ -141,13 +151,16 @@ def render(
         watermark_strength=watermark_strength,
         address=address,
         max_error_fraction=max_error_fraction,
+        fail_at_frame=fail_at_frame,
     )
-    sources = usage_check(prepare_render, cfg)
-    typer.echo(f"render: {len(sources)} videos -> {cfg.out}", err=True)
+    plan = usage_check(prepare_render, cfg)
+    typer.echo(f"render: {len(plan.sources)} videos -> {cfg.out}", err=True)
+    pin = plan.checkpoint
+    typer.echo(f"render: checkpoint {pin.path} (step {pin.step})", err=True)
     progress = Progress()
     summary = run_render(
         cfg,
-        sources,
+        plan,
         on_progress=segment_progress(progress, "render", {"swapped_frames": "swapped"}),
     )
     progress.close()

@@ -313,6 +313,7 @@ class RenderConfig:
     watermark_strength: float = 3.0
     address: str | None = None
     max_error_fraction: float = 0.0
+    fail_at_frame: int | None = None  # fault injection for tests: a worker dies once, here
 
     def __post_init__(self) -> None:
         _check(bool(self.checkpoint), "checkpoint", self.checkpoint, "give a checkpoint")
@@ -354,6 +355,33 @@ class RenderConfig:
             self.max_error_fraction,
             "must be in [0, 1]",
         )
+        _check(
+            self.fail_at_frame is None or self.fail_at_frame >= 0,
+            "fail_at_frame",
+            self.fail_at_frame,
+            "must be >= 0",
+        )
+
+    # settings that change the rendered pixels; a resumed run must keep them
+    OUTPUT_FIELDS = (
+        "direction",
+        "segment_frames",
+        "gpu",
+        "batch_size",
+        "detect_size",
+        "min_score",
+        "min_face",
+        "faces",
+        "smooth_frames",
+        "min_support",
+        "color",
+        "mask_erode",
+        "mask_feather",
+        "crf",
+        "label",
+        "watermark_key",
+        "watermark_strength",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ result does not depend on which other faces shared its batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -62,6 +62,7 @@ class SegmentRenderer:
         self.device = torch.device(device)
         loaded = load_checkpoint(cfg.checkpoint, map_location=self.device)
         self.model = loaded.model.eval()
+        self.checkpoint, self.step = loaded.path, loaded.step
         self.resolution = loaded.model_config.resolution
         self.coverage = loaded.coverage
         self.to = "b" if cfg.direction == "a2b" else "a"
@@ -178,11 +179,13 @@ class SegmentRenderer:
         out_path: str,
         fps: Fraction,
         seek: tuple[int, int] | None = None,
+        on_frame: Callable[[int], None] | None = None,
     ) -> SegmentCounts:
         """Render frames [start, stop) of a video (path or stream) into the MP4 `out_path`.
 
         `seek` is the (frame, pts) the plan found `smooth_frames` before `start`
         (`ops.video.split_frames`), so a variable-frame-rate video lands on the right frame.
+        `on_frame(index)` is called after each frame is encoded (fault injection in tests).
         """
         counts = SegmentCounts()
         writer: SegmentWriter | None = None
@@ -196,18 +199,26 @@ class SegmentRenderer:
                 faces_waiting = sum(len(p.faces) for p in pending)
                 # a full model batch, or a bounded number of frames held (faceless stretches)
                 if faces_waiting >= self.cfg.batch_size or len(pending) >= 2 * self.cfg.batch_size:
-                    self._flush(pending, writer, counts)
+                    self._flush(pending, writer, counts, on_frame)
                     pending = []
             if pending and writer is not None:
-                self._flush(pending, writer, counts)
+                self._flush(pending, writer, counts, on_frame)
         finally:
             if writer is not None:
                 writer.close()
         return counts
 
-    def _flush(self, pending: list[_Pending], writer: SegmentWriter, counts: SegmentCounts) -> None:
+    def _flush(
+        self,
+        pending: list[_Pending],
+        writer: SegmentWriter,
+        counts: SegmentCounts,
+        on_frame: Callable[[int], None] | None,
+    ) -> None:
         for item, frame in zip(pending, self.composite(pending), strict=True):
             writer.write(frame)
             counts.frames += 1
             counts.swapped_frames += bool(item.faces)
             counts.faces_missed += not item.faces
+            if on_frame is not None:
+                on_frame(item.index)

@@ -54,3 +54,20 @@ def test_render_gpu_without_cuda_exits_2(tmp_path) -> None:
     video.write_bytes(b"x")
     result = runner.invoke(app, ["render", ckpt, str(video), "--out", str(tmp_path), "--gpu"])
     assert result.exit_code == 2 and "--gpu" in result.output
+
+
+def test_render_rerun_with_a_changed_flag_exits_2_naming_it(tmp_path) -> None:
+    from ops.checkpoint import save_checkpoint
+    from ops.model import ModelConfig, SwapAutoencoder
+    from pipelines.config import RenderConfig, config_json
+
+    ckpt = str(tmp_path / "ckpt")
+    save_checkpoint(ckpt, SwapAutoencoder(ModelConfig(width=4, latent_dim=8)), 0, 1.5, 64)
+    video, out = tmp_path / "v.mp4", tmp_path / "out"
+    video.write_bytes(b"x")
+    out.mkdir()
+    earlier = RenderConfig(ckpt, (str(video),), str(out))  # what an earlier run wrote
+    pinned = {"path": ckpt, "step": 0}
+    (out / "_config.json").write_text(config_json(earlier, stage="render", checkpoint=pinned))
+    result = runner.invoke(app, ["render", ckpt, str(video), "--out", str(out), "--crf", "30"])
+    assert result.exit_code == 2 and "--crf" in result.output

@@ -1,0 +1,214 @@
+"""Render planning: output names, resume bookkeeping, the pinned checkpoint, segment rows.
+
+Ray-free helpers of pipelines/render.py. `finished_video` and `done_segment` run in its
+plan (a Ray Data flat_map task); the rest runs on the driver before Ray starts.
+
+Resume works like extract's. What is finished is recorded on disk as it finishes:
+    OUT/_parts/<video_id>/<start>.mp4   a rendered segment (written atomically)
+    OUT/_parts/<video_id>/<start>.json  its counts, written after the part: "segment done"
+    OUT/_done/<video_id>.json           the video's manifest row, written after its output
+A rerun of the same command plans only what is not recorded. `video_id` hashes the input's
+URI, size and mtime, so a changed input is rendered again. Settings that change the pixels
+(RenderConfig.OUTPUT_FIELDS) and the checkpoint must stay the same, or the rerun is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+
+from ops import schema, storage
+from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
+from ops.sources import VideoSource, video_id
+from pipelines.config import RenderConfig
+
+REPORT_KEYS = (
+    "video",
+    "video_id",
+    "output",
+    "start",
+    "stop",
+    "segments",
+    "part",
+    "status",
+    "error",
+)
+COUNT_KEYS = ("frames", "swapped_frames", "faces_missed", "seconds")
+NAME_MAX = 120
+PARTS, DONE = "_parts", "_done"
+# report status: "" rendered (or failed) in this run, "done" segment skipped, "finished" video
+SEGMENT_DONE, VIDEO_FINISHED = "done", "finished"
+
+
+@dataclass(frozen=True)
+class CheckpointPin:
+    """The one checkpoint every actor of a render loads: an exact directory and its step."""
+
+    path: str
+    step: int
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """What the driver resolved before Ray starts: the inputs and the pinned checkpoint."""
+
+    sources: list[VideoSource]
+    checkpoint: CheckpointPin
+
+
+# -- names and paths -----------------------------------------------------------------------
+def output_name(uri: str) -> str:
+    """A safe file name for a video's output: its stem with only [A-Za-z0-9._-], + .mp4.
+
+    The name never contains a path separator or starts with a dot, so it stays in --out.
+    """
+    stem = os.path.splitext(os.path.basename(storage.strip_query(uri).rstrip("/")))[0]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:NAME_MAX] or "video"
+    return f"{safe}.mp4"
+
+
+def output_names(sources: list[VideoSource]) -> dict[str, str]:
+    """Input URI -> output file name; clashing names get the video id appended."""
+    names = {s.uri: output_name(s.uri) for s in sources}
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    for uri, name in names.items():
+        if counts[name] > 1:
+            names[uri] = f"{name[:-4]}-{video_id(uri)[:8]}.mp4"
+    return names
+
+
+def part_path(out: str, key: str, start: int, suffix: str = ".mp4") -> str:
+    """OUT/_parts/<video_id>/<start>.mp4 (the segment) or .json (its record)."""
+    return storage.join(out, PARTS, key, f"{start:09d}{suffix}")
+
+
+def video_record_path(out: str, key: str) -> str:
+    return storage.join(out, DONE, f"{key}.json")
+
+
+def list_finished(out: str) -> frozenset[str]:
+    """Names of the records under OUT/_parts ("<video_id>/<file>") and OUT/_done ("<file>")."""
+    names = set()
+    for folder, depth in ((PARTS, 2), (DONE, 1)):
+        for path in storage.list_files(storage.join(out, folder)):
+            tail = storage.strip_query(path).replace(os.sep, "/").rsplit("/", depth)[1:]
+            names.add(f"{folder}/{'/'.join(tail)}")
+    return frozenset(names)
+
+
+def read_json(path: str) -> dict | None:
+    """A record written by an earlier run, or None when it is missing or unreadable."""
+    try:
+        record = json.loads(storage.read_bytes(path))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# -- planning (flat_map) ---------------------------------------------------------------------
+def report(row: dict, **fields: object) -> dict:
+    """A report row: the row's keys and counts (0 where it has none), updated by `fields`."""
+    out = {key: row.get(key) for key in REPORT_KEYS}
+    out.update({key: row.get(key) or 0 for key in COUNT_KEYS})
+    out.update(status=row.get("status") or "", error=row.get("error") or "")
+    out.update(fields)
+    out["seconds"] = float(out["seconds"])  # one type in every block
+    return out
+
+
+def finished_video(base: dict, out: str, finished: frozenset[str]) -> dict | None:
+    """The report of a video whose output an earlier run completed, or None.
+
+    `base` is the video's planned row (video, video_id, ...); `finished` is `list_finished`.
+    """
+    key = base["video_id"]
+    if f"{DONE}/{key}.json" not in finished:
+        return None
+    record = read_json(video_record_path(out, key))
+    if not record or not record.get(schema.OUTPUT):
+        return None
+    output = storage.join(out, posixpath.basename(record[schema.OUTPUT]))
+    if not storage.exists(output):  # removed since: render it again
+        return None
+    counts = {name: record.get(name) or 0 for name in COUNT_KEYS}
+    return report(base, output=output, status=VIDEO_FINISHED, **counts)
+
+
+def done_segment(row: dict, out: str, finished: frozenset[str]) -> dict:
+    """A segment row as planned, or its report with the counts an earlier run recorded."""
+    name = f"{PARTS}/{row['video_id']}/{row['start']:09d}"
+    if f"{name}.json" not in finished:
+        return row
+    record = read_json(part_path(out, row["video_id"], row["start"], ".json"))
+    if record is None or (record.get("frames") and f"{name}.mp4" not in finished):
+        return row
+    return report(row, status=SEGMENT_DONE, **{k: record.get(k) or 0 for k in COUNT_KEYS})
+
+
+def segment_record(counts: dict[str, float]) -> bytes:
+    """What OUT/_parts/<video_id>/<start>.json holds: the segment's counts and seconds."""
+    return json.dumps({key: counts.get(key, 0) for key in COUNT_KEYS}).encode()
+
+
+# -- resume checks (driver, before Ray) --------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_settings(cfg: RenderConfig, previous: dict) -> None:
+    """Refuse a setting that differs from the one OUT was rendered with, naming its flag."""
+    for name in RenderConfig.OUTPUT_FIELDS:
+        if name not in previous or previous[name] == getattr(cfg, name):
+            continue
+        values = (
+            "a different key"  # a key is not printed
+            if name == "watermark_key"
+            else f"{previous[name]!r}, this run asks for {getattr(cfg, name)!r}"
+        )
+        raise ValueError(
+            f"{_flag(name)}: {cfg.out} was rendered with {_flag(name)} {values}; "
+            "use the same settings to resume, or a new --out"
+        )
+
+
+def _read_pin(path: str) -> CheckpointPin:
+    return CheckpointPin(path, int(read_checkpoint_config(path)["step"]))
+
+
+def pin_checkpoint(cfg: RenderConfig) -> CheckpointPin:
+    """Resolve CHECKPOINT once (a training folder -> its latest checkpoint) and check resume.
+
+    A rerun into an OUT that a previous run wrote keeps that run's checkpoint when it is
+    given the same CHECKPOINT argument (even if training has written a newer one since),
+    and refuses any settings or checkpoint that would render different pixels.
+    Raises ValueError naming the flag (or CHECKPOINT), FileNotFoundError if it is missing.
+    """
+    path = storage.join(cfg.out, "_config.json")
+    previous = read_json(path) or {}
+    _check_settings(cfg, previous.get("config") or {})
+    pinned = previous.get("checkpoint")
+    if not isinstance(pinned, dict) or "path" not in pinned:
+        return _read_pin(find_latest_checkpoint(cfg.checkpoint) or cfg.checkpoint)
+    was = CheckpointPin(pinned["path"], int(pinned.get("step", -1)))
+    described = f"{cfg.out} was rendered with checkpoint {was.path} (step {was.step})"
+    if (previous.get("config") or {}).get("checkpoint") == cfg.checkpoint:
+        try:
+            now = _read_pin(was.path)  # same argument: resume with the same checkpoint
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"CHECKPOINT: {described}, which can no longer be read ({exc}); "
+                "render into a new --out"
+            ) from exc
+    else:
+        now = _read_pin(find_latest_checkpoint(cfg.checkpoint) or cfg.checkpoint)
+    if now != was:
+        raise ValueError(
+            f"CHECKPOINT: {described}; this run resolves {cfg.checkpoint} to {now.path} "
+            f"(step {now.step}). Pass {was.path} to resume, or use a new --out"
+        )
+    return now
