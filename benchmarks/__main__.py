@@ -1,8 +1,8 @@
 """Run one benchmark, or the three stage ones: `python -m benchmarks [STAGE|all] [options]`.
 
-Stages: extract, train, render (all three for `all`), and watermark (it needs a trained
-`--checkpoint`, so `all` leaves it out). Each module exposes `main(argv) -> None` and
-prints its own table.
+Stages: extract, train, render (all three for `all`); watermark (it needs a trained
+`--checkpoint`) and gpu (the GPU check of training) run only when named. Each module
+exposes `main(argv) -> None` and prints its own table.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
-EXTRA = ("watermark",)
+EXTRA = ("watermark", "gpu")
 
 
 def main(argv: list[str] | None = None) -> None:

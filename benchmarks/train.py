@@ -1,4 +1,4 @@
-"""Train benchmark: the Ray Train pipeline against a raw PyTorch loop, FLOP/s, feed rate.
+"""Train benchmark: the Ray Train pipeline against a raw PyTorch loop, FLOP/s, feed rates.
 
     python -m benchmarks train [--a FACES_A --b FACES_B] [--resolution 64] [--batch-size 16]
                                [--steps 120] [--threads 1] [--device cpu|cuda] [--quick]
@@ -6,16 +6,17 @@
 All numbers come from one run and are compared as ratios:
 - raw loop: `train_step` on one fixed, pre-augmented batch per identity, in this process,
   measured before and after the Ray runs (the baseline is their mean), with `--threads`
-  torch threads (the same thread count a Ray Train worker gets from
-  --cpus-per-worker); images/s counts both identities;
-- achieved FLOP/s of that loop (forward + backward FLOPs counted by torch's
-  FlopCounterMode) against the measured float32 matmul rate on the same threads
-  (bf16 on CUDA);
-- feed rate: decode (JPEG crop -> R px) and augment (warp, affine, flip, colour) at 128 px,
-  images/s on one core;
-- the real pipeline (`run_train`: Ray Data decode + augment, DDP, checkpoints at the end):
-  steady-state images/s from its metrics, with augmentation in Ray Data tasks vs inside
-  the worker, and with 1 vs 2 workers; the ratio is against the raw loop.
+  torch threads (what a Ray Train worker gets from --cpus-per-worker); on CUDA with the
+  pipeline's settings (bf16 autocast, channels_last, fused Adam); images/s counts both
+  identities;
+- achieved FLOP/s of that loop (forward + backward, counted by torch's FlopCounterMode)
+  against the measured matmul rate on the same threads (bf16 on CUDA): the MFU;
+- feed: decode (JPEG crop -> R px, CPU) and augment (warp, affine, flip, colour, on the
+  training device) images/s, on one thread;
+- the real pipeline (`run_train`: Ray Data decode, DDP, augmentation on the worker's
+  device, checkpoints at the end): steady-state images/s and data-wait share from its
+  metrics, with the faces held on the device and streamed (`--device-cache-gb 0`), and
+  with 1 vs 2 workers; the ratio is against the raw loop.
 Without --a/--b, small faces datasets are generated from the sample portrait.
 """
 
@@ -28,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -36,7 +36,7 @@ from ops.align import template_landmarks
 from ops.augment import augment_batch, load_face
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.quality import encode_crop
-from ops.train_step import make_optimizer, train_step
+from ops.train_step import make_optimizer, prepare_for_steps, train_step
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,44 +54,59 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def fixed_batch(resolution: int, batch_size: int, device: str) -> dict[str, torch.Tensor]:
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 255, size=(batch_size, resolution, resolution, 3), dtype=np.uint8)
-    landmarks = np.stack([template_landmarks(resolution).reshape(-1)] * batch_size)
-    arrays = augment_batch(faces, landmarks, np.full(batch_size, 1.5), rng)
-    return {key: torch.from_numpy(value).to(device) for key, value in arrays.items()}
+    """One augmented batch of random faces on `device`."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    faces = torch.randint(0, 255, (batch_size, resolution, resolution, 3), dtype=torch.uint8)
+    landmarks = torch.from_numpy(
+        np.stack([template_landmarks(resolution).reshape(-1)] * batch_size)
+    )
+    return augment_batch(faces.to(device), landmarks.to(device), 1.5, generator)
 
 
-def raw_loop(args: argparse.Namespace, seconds: float = 8.0) -> dict[str, float]:
-    """images/s and FLOP/s of train_step on a fixed batch, no Ray."""
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def raw_loop(
+    resolution: int,
+    batch_size: int,
+    device: str,
+    seconds: float = 8.0,
+    compile_model: bool = False,
+    width: int = 32,
+    latent_dim: int = 256,
+) -> dict[str, float]:
+    """images/s and FLOP/s of train_step on a fixed batch, no Ray, the pipeline's settings."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model = SwapAutoencoder(ModelConfig(resolution=args.resolution)).to(args.device)
+    config = ModelConfig(resolution=resolution, width=width, latent_dim=latent_dim)
+    model = SwapAutoencoder(config).to(device)
+    cuda = device == "cuda"
+    _, step_model = prepare_for_steps(model, channels_last=cuda, compile_model=compile_model)
     optimizer = make_optimizer(model, 1e-4)
-    batch = fixed_batch(args.resolution, args.batch_size, args.device)
-    autocast = torch.bfloat16 if args.device == "cuda" else None
+    batch = fixed_batch(resolution, batch_size, device)
+    if cuda:
+        batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
+    autocast = torch.bfloat16 if cuda else None
     with FlopCounterMode(display=False) as counter:
         train_step(model, optimizer, batch, batch, autocast)
     flops_per_step = counter.get_total_flops()
-    for _ in range(3):  # warm up
-        train_step(model, optimizer, batch, batch, autocast)
-    _sync(args.device)
+    for _ in range(10 if compile_model else 3):  # warm up (and compile)
+        train_step(step_model, optimizer, batch, batch, autocast)
+    sync(device)
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        train_step(model, optimizer, batch, batch, autocast)
+        train_step(step_model, optimizer, batch, batch, autocast)
         steps += 1
-    _sync(args.device)
+    sync(device)
     elapsed = time.perf_counter() - started
     return {
-        "images_per_s": 2 * args.batch_size * steps / elapsed,
+        "images_per_s": 2 * batch_size * steps / elapsed,
         "flops_per_s": flops_per_step * steps / elapsed,
-        "flops_per_image": flops_per_step / (2 * args.batch_size),
+        "flops_per_image": flops_per_step / (2 * batch_size),
     }
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def matmul_rate(device: str, seconds: float = 3.0) -> float:
@@ -101,45 +116,51 @@ def matmul_rate(device: str, seconds: float = 3.0) -> float:
     left = torch.rand(n, n, device=device, dtype=dtype)
     right = torch.rand(n, n, device=device, dtype=dtype)
     left @ right
-    _sync(device)
+    sync(device)
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         left @ right
         count += 1
-    _sync(device)
+    sync(device)
     return 2 * n**3 * count / (time.perf_counter() - started)
 
 
-def feed_rate(resolution: int = 128, count: int = 64) -> dict[str, float]:
-    """Decode + augment images/s on one core (cv2 pinned to one thread)."""
-    cv2.setNumThreads(1)
-    rng = np.random.default_rng(0)
+def feed_rate(resolution: int, device: str, count: int = 64) -> dict[str, float]:
+    """Decode (CPU, one thread) and augment (on `device`) images/s."""
+    import cv2
+
     from ops.samples import animate, portrait
 
+    cv2.setNumThreads(1)
     crop = animate(portrait("a"), 0, 256)
     payload = encode_crop(crop, "jpeg")
     landmarks_frame = template_landmarks(256)
     affine = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
     started = time.perf_counter()
-    faces, points = zip(
-        *(load_face(payload, landmarks_frame, affine, resolution) for _ in range(count)),
-        strict=True,
-    )
+    decoded = [load_face(payload, landmarks_frame, affine, resolution) for _ in range(count)]
     decode_s = time.perf_counter() - started
-    faces_array, points_array = np.stack(faces), np.stack(points).reshape(count, 10)
-    started = time.perf_counter()
-    augment_batch(faces_array, points_array, np.full(count, 1.5), rng)
-    augment_s = time.perf_counter() - started
     cv2.setNumThreads(0)
-    return {
-        "decode_per_s": count / decode_s,
-        "augment_per_s": count / augment_s,
-        "decode_augment_per_s": count / (decode_s + augment_s),
-    }
+    faces = torch.from_numpy(np.stack([face for face, _ in decoded])).to(device)
+    points = torch.from_numpy(np.stack([p.reshape(-1) for _, p in decoded])).to(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    augment_batch(faces, points, 1.5, generator)  # warm up
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(5):
+        augment_batch(faces, points, 1.5, generator)
+    sync(device)
+    augment_s = (time.perf_counter() - started) / 5
+    return {"decode_per_s": count / decode_s, "augment_per_s": count / augment_s}
 
 
-def pipeline_rate(args: argparse.Namespace, faces: tuple[str, str], **overrides) -> float:
-    """Steady-state images/s of run_train (metrics windows after the first two)."""
+def steady(lines: list[dict], key: str) -> float:
+    """Mean of `key` over the metrics windows after the first third (warm-up, compile)."""
+    kept = lines[len(lines) // 3 :] or lines
+    return float(np.mean([line[key] for line in kept]))
+
+
+def pipeline_rate(args: argparse.Namespace, faces: tuple[str, str], **overrides) -> dict:
+    """Steady-state images/s and data-wait share of run_train."""
     from pipelines.config import TrainConfig
     from pipelines.train import run_train
 
@@ -159,31 +180,21 @@ def pipeline_rate(args: argparse.Namespace, faces: tuple[str, str], **overrides)
         fields.update(overrides)
         run_train(TrainConfig(**fields))
         lines = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
-    steady = lines[2:] or lines
-    return float(np.mean([line["images_per_s"] for line in steady]))
+    return {
+        "images_per_s": steady(lines, "images_per_s"),
+        "data_wait": steady(lines, "data_wait_fraction"),
+    }
 
 
-def _faces(args: argparse.Namespace, folder: str) -> tuple[str, str]:
-    if args.a and args.b:
-        return args.a, args.b
+def generated_faces(folder: str, size: int = 128) -> tuple[str, str]:
     from tests.pipelines.faces_data import write_faces
 
-    a = write_faces(Path(folder) / "a", "a", 96, size=128)
-    b = write_faces(Path(folder) / "b", "b", 96, size=128, seed=1)
+    a = write_faces(Path(folder) / "a", "a", 96, size=size)
+    b = write_faces(Path(folder) / "b", "b", 96, size=size, seed=1)
     return str(a), str(b)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = _parse(argv)
-    torch.set_num_threads(args.threads)
-    results: dict[str, float] = {}
-    raw = raw_loop(args)
-    results["raw_images_per_s"] = raw["images_per_s"]
-    results["raw_flops_per_s"] = raw["flops_per_s"]
-    results["gflop_per_image"] = raw["flops_per_image"] / 1e9
-    results["matmul_flops_per_s"] = matmul_rate(args.device)
-    results.update(feed_rate())
-
+def start_local_ray() -> None:
     import ray
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
@@ -194,16 +205,37 @@ def main(argv: list[str] | None = None) -> None:
         log_to_driver=False,
     )
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    torch.set_num_threads(args.threads)
+    results: dict[str, float] = {}
+    raw = raw_loop(args.resolution, args.batch_size, args.device)
+    results["raw_images_per_s_before"] = raw["images_per_s"]
+    results["raw_flops_per_s"] = raw["flops_per_s"]
+    results["gflop_per_image"] = raw["flops_per_image"] / 1e9
+    results["matmul_flops_per_s"] = matmul_rate(args.device)
+    results.update(feed_rate(args.resolution, args.device))
+
+    import ray
+
+    start_local_ray()
     with tempfile.TemporaryDirectory(prefix="rayswap-bench-faces-") as folder:
-        faces = _faces(args, folder)
-        results["ray_data_1w"] = pipeline_rate(args, faces, augment_in="data")
-        results["ray_worker_1w"] = pipeline_rate(args, faces, augment_in="worker")
-        if not args.quick:
-            results["ray_data_2w"] = pipeline_rate(args, faces, augment_in="data", workers=2)
+        faces = (args.a, args.b) if args.a and args.b else generated_faces(folder)
+        for name, overrides in (
+            ("cached_1w", {}),
+            ("streamed_1w", {"device_cache_gb": 0.0}),
+            *((("cached_2w", {"workers": 2}),) if not args.quick else ()),
+        ):
+            rate = pipeline_rate(args, faces, **overrides)
+            results[f"{name}_images_per_s"] = rate["images_per_s"]
+            results[f"{name}_data_wait"] = rate["data_wait"]
     ray.shutdown()
     # the raw loop again: on a shared machine the load drifts; the baseline is the mean
-    results["raw_images_per_s_after"] = raw_loop(args)["images_per_s"]
-    results["raw_images_per_s_before"] = results["raw_images_per_s"]
+    results["raw_images_per_s_after"] = raw_loop(args.resolution, args.batch_size, args.device)[
+        "images_per_s"
+    ]
     results["raw_images_per_s"] = (
         results["raw_images_per_s_before"] + results["raw_images_per_s_after"]
     ) / 2
@@ -220,37 +252,36 @@ def _print_table(args: argparse.Namespace, r: dict[str, float]) -> None:
             f"{raw:.1f} images/s",
             f"baseline (before {r['raw_images_per_s_before']:.1f}, "
             f"after {r['raw_images_per_s_after']:.1f})",
-        ),
-        (
-            "Ray Train pipeline, augment in Ray Data, 1 worker",
-            f"{r['ray_data_1w']:.1f} images/s",
-            f"{r['ray_data_1w'] / raw:.2f} x raw (target >= 0.9)",
-        ),
-        (
-            "Ray Train pipeline, augment in worker, 1 worker",
-            f"{r['ray_worker_1w']:.1f} images/s",
-            f"{r['ray_worker_1w'] / raw:.2f} x raw",
-        ),
+        )
     ]
-    if "ray_data_2w" in r:
+    for name, label in (
+        ("cached_1w", "Ray Train, faces on the device, 1 worker"),
+        ("streamed_1w", "Ray Train, faces streamed, 1 worker"),
+        ("cached_2w", "Ray Train, faces on the device, 2 workers"),
+    ):
+        if f"{name}_images_per_s" not in r:
+            continue
+        rate = r[f"{name}_images_per_s"]
+        note = f"{rate / raw:.2f} x raw" + (" (target >= 0.9)" if name == "cached_1w" else "")
+        if name == "cached_2w":
+            note = f"{rate / r['cached_1w_images_per_s']:.2f} x 1 worker"
         rows.append(
-            (
-                "Ray Train pipeline, augment in Ray Data, 2 workers",
-                f"{r['ray_data_2w']:.1f} images/s",
-                f"{r['ray_data_2w'] / r['ray_data_1w']:.2f} x 1 worker",
-            )
+            (label, f"{rate:.1f} images/s", f"{note}; data wait {r[f'{name}_data_wait']:.3f}")
         )
     rows += [
         (
             "achieved FLOP/s (raw loop)",
             f"{r['raw_flops_per_s'] / 1e9:.1f} GFLOP/s",
-            f"{r['raw_flops_per_s'] / r['matmul_flops_per_s']:.2f} x matmul "
+            f"MFU {r['raw_flops_per_s'] / r['matmul_flops_per_s']:.2f} of matmul "
             f"({r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s); "
             f"{r['gflop_per_image']:.2f} GFLOP/image",
         ),
-        ("feed: decode at 128 px, 1 core", f"{r['decode_per_s']:.0f} images/s", ""),
-        ("feed: augment at 128 px, 1 core", f"{r['augment_per_s']:.0f} images/s", ""),
-        ("feed: decode + augment, 1 core", f"{r['decode_augment_per_s']:.0f} images/s", ""),
+        (f"feed: decode at {args.resolution} px, 1 core", f"{r['decode_per_s']:.0f} images/s", ""),
+        (
+            f"feed: augment at {args.resolution} px on {args.device}",
+            f"{r['augment_per_s']:.0f} images/s",
+            f"{raw / r['augment_per_s']:.3f} of a step's time per image",
+        ),
     ]
     print(
         f"train benchmark: {args.resolution} px, batch {args.batch_size} per identity, "

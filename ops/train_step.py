@@ -14,6 +14,7 @@ differences of blurred squares, E[x^2] - E[x]^2, which cancel catastrophically i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -68,6 +69,24 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     """
     on_cuda = all(p.is_cuda for p in model.parameters())
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=on_cuda)
+
+
+def prepare_for_steps(
+    model: nn.Module,
+    channels_last: bool = False,
+    compile_model: bool = False,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """(wrapped model, the module to call in `train_step`) for `model`.
+
+    channels_last: store conv weights NHWC (faster convolutions on GPU; feed NHWC inputs).
+    wrap: e.g. DDP; compile_model: torch.compile the wrapped module. Checkpoints should
+    save `model` itself, whose state-dict keys never depend on wrap or compile.
+    """
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    wrapped = wrap(model) if wrap is not None else model
+    return wrapped, torch.compile(wrapped) if compile_model else wrapped
 
 
 class LossWindow:

@@ -38,6 +38,13 @@ def train(
             "float32), fused Adam, channels_last. Without it: gloo and float32 on CPU."
         ),
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto: bf16 autocast of the forward pass with --gpu, float32 without; "
+            "bf16 or fp32 to choose (bf16 also runs on CPU, slower)."
+        ),
+    ] = "auto",
     compile: Annotated[
         bool,
         typer.Option(
@@ -117,6 +124,7 @@ def train(
         latent_dim=latent_dim,
         cpus_per_worker=cpus_per_worker,
         compile=compile,
+        precision=precision,
         device_cache_gb=device_cache_gb,
         data_timeout_s=data_timeout_s,
         preview_faces=preview_faces,

@@ -182,6 +182,7 @@ def config_json(config: Any, **extra: Any) -> str:
 
 
 TRAIN_RESOLUTIONS = (64, 128, 256)
+PRECISION_CHOICES = ("auto", "bf16", "fp32")
 EXPORT_DIRECTIONS = ("a2b", "b2a")
 EXPORT_FORMATS = ("torchscript", "onnx")
 
@@ -205,6 +206,7 @@ class TrainConfig:
     latent_dim: int = 256
     cpus_per_worker: float = 1.0
     compile: bool = False  # torch.compile the model (checkpoints stay plain state dicts)
+    precision: str = "auto"  # auto: bf16 autocast on GPU, float32 on CPU
     device_cache_gb: float | None = None  # faces held on the device up to this; None: auto
     data_timeout_s: float = 600.0  # no batch of faces for this long fails the worker
     preview_faces: int = 4
@@ -244,6 +246,12 @@ class TrainConfig:
             "must be >= 0 (0 streams every batch)",
         )
         _check(self.data_timeout_s > 0, "data_timeout_s", self.data_timeout_s, "must be > 0")
+        _check(
+            self.precision in PRECISION_CHOICES,
+            "precision",
+            self.precision,
+            f"choose one of {PRECISION_CHOICES}",
+        )
         _check(1 <= self.preview_faces <= 16, "preview_faces", self.preview_faces, "1 to 16")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, ">= 1")
         _check(self.max_failures >= -1, "max_failures", self.max_failures, ">= 0, or -1 (no limit)")

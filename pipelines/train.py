@@ -68,11 +68,13 @@ def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
     """The workers must fit the cluster, else Ray Train waits for them forever."""
     need = cfg.workers * cfg.cpus_per_worker
     if need > cpus:
-        fit = int(cpus // cfg.cpus_per_worker)
+        fits = (
+            [f"--workers {int(cpus // cfg.cpus_per_worker)}"] if cpus >= cfg.cpus_per_worker else []
+        )
+        fits += [f"--cpus-per-worker {cpus / cfg.workers:g}"] if cpus >= cfg.workers else []
         raise ValueError(
             f"--workers {cfg.workers} x --cpus-per-worker {cfg.cpus_per_worker:g} needs "
-            f"{need:g} CPUs, but Ray has {cpus:g}; use --workers {max(fit, 1)}"
-            + (f" or --cpus-per-worker {cpus / cfg.workers:g}" if cpus >= cfg.workers else "")
+            f"{need:g} CPUs, but Ray has {cpus:g}" + (f"; use {' or '.join(fits)}" if fits else "")
         )
     if cfg.gpu and cfg.workers > gpus:
         raise ValueError(
@@ -216,4 +218,5 @@ def _non_finite_message(cfg: TrainConfig, step: int) -> str:
         f"training stopped: the loss was not finite (NaN or inf) at step {step}; no checkpoint "
         f"of those weights was written. The last good checkpoint: {where}. Rerunning resumes "
         f"from it; if the loss diverges again, lower --lr"
+        + (" or train with --precision fp32" if cfg.gpu or cfg.precision == "bf16" else "")
     )

@@ -34,7 +34,13 @@ from ops.checkpoint import (
 )
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.preview import encode_png, preview_grid
-from ops.train_step import NO_BAD_STEP, LossWindow, make_optimizer, train_step
+from ops.train_step import (
+    NO_BAD_STEP,
+    LossWindow,
+    make_optimizer,
+    prepare_for_steps,
+    train_step,
+)
 from pipelines.config import TrainConfig
 from pipelines.train_feed import open_feeds
 
@@ -90,17 +96,9 @@ def restore_state(model: SwapAutoencoder) -> tuple[int, dict | None]:
         return int(read_checkpoint_config(directory)["step"]), optimizer_state
 
 
-def prepare_for_device(
-    model: SwapAutoencoder, device: torch.device, channels_last: bool, compile_model: bool
-) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(DDP-wrapped model on `device`, the module to call in steps: maybe compiled).
-
-    Checkpoints save `model` itself, so their keys never depend on DDP or torch.compile.
-    """
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    wrapped = ray.train.torch.prepare_model(model, move_to_device=device)
-    return wrapped, torch.compile(wrapped) if compile_model else wrapped
+def mixed_precision(cfg: TrainConfig) -> bool:
+    """bf16 autocast: --precision bf16, or auto on GPU."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and cfg.gpu)
 
 
 def first_bad_step(window: LossWindow, world: int) -> int | None:
@@ -133,11 +131,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     # [2] prepare the model: device, DDP (gloo on CPU, NCCL on GPU), optimizer on the device
     device = ray.train.torch.get_device()
-    model, step_model = prepare_for_device(raw_model, device, cfg.gpu, cfg.compile)
+    channels_last = device.type == "cuda"
+    _, step_model = prepare_for_steps(
+        raw_model,
+        channels_last,
+        cfg.compile,
+        wrap=lambda module: ray.train.torch.prepare_model(module, move_to_device=device),
+    )
     optimizer = make_optimizer(raw_model, cfg.lr)  # fused on CUDA: built after the move
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)  # casts the state onto the device
-    autocast = torch.bfloat16 if cfg.gpu else None
+    autocast = torch.bfloat16 if mixed_precision(cfg) else None
 
     # [3] shard the datasets: each worker holds (or streams) its own part of a and of b
     generator = _generator(device, cfg.seed, rank, start_step)
@@ -156,7 +160,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             raw = {side: feeds[side].next() for side in ("a", "b")}
             data_s += time.perf_counter() - t_data
             batches = [augment_batch(*raw[s], config["coverage"], generator) for s in "ab"]
-            if cfg.gpu:  # channels_last inputs for channels_last weights
+            if channels_last:  # NHWC inputs for NHWC weights
                 for batch in batches:
                     batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
             _maybe_poison(cfg, step, rank, world, batches[0])

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -114,3 +119,35 @@ def test_export_bad_direction_or_checkpoint_exits_2(tmp_path):
     assert result.exit_code == 2 and "--direction" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def _rayswap(*args: str, timeout_s: float) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def test_train_workers_on_every_cpu_of_this_machine_finish(tmp_path):
+    """This machine's own local Ray (no test cluster): 2 workers hold every CPU and training
+    still finishes, because nothing of the data pipeline needs a CPU while they train; one
+    worker more exits 2 before Ray starts."""
+    write_faces(tmp_path / "a", "a", 24)
+    write_faces(tmp_path / "b", "b", 24, seed=1)
+    share = f"{(os.cpu_count() or 2) / 2:g}"
+    base = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
+    base += ["--out", str(tmp_path / "out"), "--cpus-per-worker", share, "--batch-size", "4"]
+    base += ["--width", "4", "--latent-dim", "16", "--steps", "4", "--save-every", "4"]
+    result = _rayswap(*base, "--workers", "3", timeout_s=60)
+    assert result.returncode == 2, result.stderr
+    assert "--workers 3" in result.stderr and "use --workers 2" in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+    result = _rayswap(*base, "--workers", "2", "--data-timeout-s", "120", timeout_s=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train: step 4 (started at 0)" in result.stdout

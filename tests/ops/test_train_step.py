@@ -10,7 +10,7 @@ from ops.align import align_face, transform_points
 from ops.augment import augment_batch
 from ops.detect import RetinaFaceDetector
 from ops.model import ModelConfig, SwapAutoencoder
-from ops.train_step import LossWindow, loss_fn, make_optimizer, train_step
+from ops.train_step import LossWindow, loss_fn, make_optimizer, prepare_for_steps, train_step
 from ops.video import iter_frames
 from tests.conftest import shared_video
 
@@ -98,3 +98,46 @@ def test_optimizer_is_plain_adam_on_cpu():
     model = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
     optimizer = make_optimizer(model, 1e-4)
     assert optimizer.defaults["betas"] == (0.5, 0.999) and not optimizer.defaults["fused"]
+
+
+def _tiny_batch() -> dict[str, torch.Tensor]:
+    faces = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    return augment_batch(faces, torch.rand(2, 10) * 64, 1.5, torch.Generator().manual_seed(0))
+
+
+def test_channels_last_steps_equal_contiguous_steps():
+    """The GPU layout (NHWC weights and inputs) computes the same steps, here on CPU."""
+    batch = _tiny_batch()
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
+        _, step_model = prepare_for_steps(model, channels_last=channels_last)
+        inputs = dict(batch)
+        if channels_last:
+            inputs["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, 1e-3)
+        results.append([train_step(step_model, optimizer, inputs, inputs) for _ in range(3)])
+    for plain, nhwc in zip(*results, strict=True):
+        assert torch.allclose(plain, nhwc, rtol=1e-4)
+    assert model.encoder.convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_steps_match_eager_and_checkpoints_keep_plain_keys():
+    """--compile: the same losses as eager, and the raw model's state dict (what checkpoints
+    save) has no torch.compile prefixes, so it loads into an uncompiled model."""
+    batch = _tiny_batch()
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
+        _, step_model = prepare_for_steps(model, compile_model=compiled)
+        optimizer = make_optimizer(model, 1e-3)
+        losses[compiled] = torch.stack(
+            [train_step(step_model, optimizer, batch, batch) for _ in range(2)]
+        )
+    assert torch.allclose(losses[False], losses[True], rtol=1e-3)
+    state = model.state_dict()
+    assert not any("_orig_mod" in key for key in state)
+    fresh = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
+    fresh.load_state_dict(state)

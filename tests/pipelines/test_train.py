@@ -50,7 +50,8 @@ def tiny_config(faces, out, **overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def first_run(ray_local, faces, tmp_path_factory):
-    cfg = tiny_config(faces, tmp_path_factory.mktemp("run") / "out")
+    """2 DDP ranks with bf16 autocast on CPU: the mixed-precision loop of --gpu, stood in."""
+    cfg = tiny_config(faces, tmp_path_factory.mktemp("run") / "out", precision="bf16")
     return cfg, run_train(cfg)
 
 
@@ -79,7 +80,9 @@ def test_run_train_rerun_resumes_and_a_failed_worker_is_recovered(first_run):
     rank 1 raises at 7, the retry resumes at 6."""
     cfg, _ = first_run
     rerun_started = time.time()
-    summary = run_train(replace(cfg, steps=8, fail_at_step=7, device_cache_gb=0.0))
+    summary = run_train(
+        replace(cfg, steps=8, fail_at_step=7, device_cache_gb=0.0, precision="fp32")
+    )
     assert not summary.feed["cached"]
     assert (Path(cfg.out) / FAIL_MARKER).read_text() == "7"  # the failure happened, once
     assert summary.resumed_from == 6 and summary.step == 8  # the retry began at checkpoint 6

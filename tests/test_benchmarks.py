@@ -1,0 +1,42 @@
+"""The GPU check's tiny CPU mode runs end to end, so the command never rots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.data
+def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
+    shared_video("person_a__mead_M030_front_happy.mp4")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "gpu", "--tiny", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert results["raw_64"]["images_per_s"] > 0 and 0 < results["raw_64"]["mfu"] < 1
+    assert results["extract_seconds"] > 0
+    pipeline = results["pipeline"]
+    assert pipeline["images_per_s"] > 0 and 0 <= pipeline["data_wait_fraction"] < 1
+    assert results["pipeline_over_raw"] == pytest.approx(
+        pipeline["images_per_s"] / results["raw_64"]["images_per_s"]
+    )
+    assert pipeline["learning"]["finite"] and pipeline["learning"]["passed"]
+    assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "learning check PASSED" in done.stdout
