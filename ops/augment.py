@@ -97,23 +97,23 @@ def random_affines(
     return torch.where(flip[:, None, None], flipped, matrix)
 
 
-def _pixel_to_unit(size: int, device: torch.device) -> torch.Tensor:
-    """(3, 3): pixel coordinates -> grid_sample's [-1, 1] (align_corners=False)."""
-    return torch.tensor(
-        [[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]], device=device
-    )
-
-
 def unit_affines(affines: torch.Tensor, size: int) -> torch.Tensor:
     """Target -> source in grid_sample's [-1, 1] units, (N, 2, 3), for `F.affine_grid`.
 
-    affines: (N, 2, 3) source -> target in pixels (see `random_affines`).
+    affines: (N, 2, 3) source -> target in pixels (see `random_affines`). Computed in
+    closed form on the affines' device: no host data, no solver, so no device sync.
     """
-    n, device = affines.shape[0], affines.device
-    square = torch.eye(3, device=device).repeat(n, 1, 1)
-    square[:, :2] = affines
-    unit = _pixel_to_unit(size, device)
-    return (unit @ torch.linalg.inv(square) @ torch.linalg.inv(unit))[:, :2]
+    # pixel p -> unit u = s p + o (align_corners=False); M = [A | t] maps source -> target.
+    # theta = U M^-1 U^-1: linear part A^-1, offset o (1 - A^-1 [1, 1]) - s A^-1 t.
+    a, b, t_x = affines[:, 0, 0], affines[:, 0, 1], affines[:, 0, 2]
+    c, d, t_y = affines[:, 1, 0], affines[:, 1, 1], affines[:, 1, 2]
+    det = a * d - b * c
+    inv = torch.stack([torch.stack([d, -b], 1), torch.stack([-c, a], 1)], 1) / det[:, None, None]
+    scale, offset = 2.0 / size, 1.0 / size - 1.0
+    shift = torch.stack([t_x, t_y], 1)[:, :, None]  # (N, 2, 1)
+    ones = torch.ones_like(shift)
+    bias = offset * (ones - inv @ ones) - scale * (inv @ shift)
+    return torch.cat([inv, bias], 2)
 
 
 def random_warp_flow(

@@ -94,12 +94,12 @@ def feature_regions(landmarks_crop: torch.Tensor, size: int) -> torch.Tensor:
     """
     points = landmarks_crop.reshape(-1, 5, 2).float()
     n = points.shape[0]
-    d = torch.linalg.vector_norm(points[:, 1] - points[:, 0], dim=1)
-    valid = torch.isfinite(points).all(2).all(1) & (d >= 1.0)
-    template = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [1.0, 1.0]])
-    points = torch.where(valid[:, None, None], points, template.to(points.device))
-    d = torch.linalg.vector_norm(points[:, 1] - points[:, 0], dim=1)
+    valid = torch.isfinite(points).flatten(1).all(1)
+    points = torch.nan_to_num(points, nan=0.0, posinf=0.0, neginf=0.0)
     eye_vector = points[:, 1] - points[:, 0]
+    d = torch.linalg.vector_norm(eye_vector, dim=1)
+    valid = valid & (d >= 1.0)
+    d = d.clamp_min(1.0)  # invalid rows are zeroed at the end; keep their maths finite
     eye_angle = torch.atan2(eye_vector[:, 1], eye_vector[:, 0])
     corners = points[:, 3:]
     mouth_vector = corners[:, 1] - corners[:, 0]

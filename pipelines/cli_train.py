@@ -142,10 +142,12 @@ def train(
     )
     progress = Progress()
 
-    def show(metrics: dict) -> None:
+    def show(metrics: dict) -> None:  # every metrics line; in place on a terminal
         progress.show(
             f"train: step {metrics['step']}/{cfg.steps}  loss_a {metrics['loss_a']:.4f}  "
-            f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s"
+            f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s  "
+            f"data wait {metrics.get('data_wait_fraction', 0.0):.2f}",
+            force=True,
         )
 
     try:
@@ -161,9 +163,14 @@ def train(
         for side, info in summary.faces.items()
     )
     typer.echo(
-        f"train: step {summary.step} (started at {summary.resumed_from}) in {summary.seconds:.1f} s"
+        f"train: steps {summary.started_from} -> {summary.step} in {summary.seconds:.1f} s"
         + (f", loss_a {m['loss_a']:.4f}, loss_b {m['loss_b']:.4f}" if m else "")
     )
+    if summary.resumed_from != summary.started_from:
+        typer.echo(
+            f"recovered: a worker failed; training went on from the checkpoint of step "
+            f"{summary.resumed_from} (steps after it were trained again)"
+        )
     typer.echo(f"faces: {faces}; {_feed_text(summary.feed)}")
     typer.echo(f"checkpoint: {summary.checkpoint}")
 

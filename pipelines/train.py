@@ -60,7 +60,8 @@ class TrainSummary:
     faces: dict[str, FacesInfo]
     last_metrics: dict[str, float] = field(default_factory=dict)
     weight_hashes: list[str] = field(default_factory=list)
-    resumed_from: int = 0
+    resumed_from: int = 0  # step the last attempt began at (after any worker failure)
+    started_from: int = 0  # step of the checkpoint this command began at
     feed: dict[str, Any] = field(default_factory=dict)  # on the device or streamed, bytes
 
 
@@ -103,16 +104,23 @@ def _storage_args(out: str) -> dict[str, Any]:
 
 
 def _watch(path: str, on_progress: Callable[[dict], None], stop: threading.Event) -> None:
-    """Show the latest metrics line while fit() runs (local outputs: every 2 s)."""
-    seen = ""
+    """Hand every new metrics line to `on_progress` while fit() runs (local: every 2 s)."""
+    shown = 0
     while not stop.wait(2.0 if not storage.is_uri(path) else 15.0):
-        try:
-            lines = storage.read_bytes(path).decode().splitlines() if storage.exists(path) else []
-        except OSError:
-            continue
-        if lines and lines[-1] != seen:
-            seen = lines[-1]
-            on_progress(json.loads(seen))
+        shown = _show_new(path, on_progress, shown)
+    _show_new(path, on_progress, shown)  # the lines of the last seconds
+
+
+def _show_new(path: str, on_progress: Callable[[dict], None], shown: int) -> int:
+    """Call `on_progress` for the lines after the first `shown`; return the new count."""
+    try:
+        lines = storage.read_bytes(path).decode().splitlines() if storage.exists(path) else []
+    except OSError:
+        return shown
+    complete = [line for line in lines if line.endswith("}")]  # a line being written waits
+    for line in complete[shown:]:
+        on_progress(json.loads(line))
+    return max(shown, len(complete))
 
 
 def run_train(
@@ -129,6 +137,8 @@ def run_train(
     resources = ray.cluster_resources()
     check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
     storage.make_dirs(cfg.out)
+    begun = find_latest_checkpoint(storage.join(cfg.out, RUN_NAME))
+    started_from = int(read_checkpoint_config(begun)["step"]) if begun else 0
 
     # [1] datasets: decoded once; the workers augment every batch afresh on their device
     datasets, previews = {}, {}
@@ -188,6 +198,7 @@ def run_train(
         last_metrics=returned.get("metrics", {}),
         weight_hashes=returned.get("weight_hashes", []),
         resumed_from=int(returned.get("start_step", 0)),
+        started_from=started_from,
         feed=returned.get("feed", {}),
     )
 

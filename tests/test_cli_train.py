@@ -144,10 +144,13 @@ def test_train_workers_on_every_cpu_of_this_machine_finish(tmp_path):
     base = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
     base += ["--out", str(tmp_path / "out"), "--cpus-per-worker", share, "--batch-size", "4"]
     base += ["--width", "4", "--latent-dim", "16", "--steps", "4", "--save-every", "4"]
+    base += ["--log-every", "2"]
     result = _rayswap(*base, "--workers", "3", timeout_s=60)
     assert result.returncode == 2, result.stderr
     assert "--workers 3" in result.stderr and "use --workers 2" in result.stderr
     assert not (tmp_path / "out").exists()  # refused before anything ran
     result = _rayswap(*base, "--workers", "2", "--data-timeout-s", "120", timeout_s=400)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "train: step 4 (started at 0)" in result.stdout
+    assert "train: steps 0 -> 4 in" in result.stdout
+    shown = [line.split()[2] for line in result.stderr.splitlines() if "train: step " in line]
+    assert shown == ["2/4", "4/4"]  # every metrics line, none skipped

@@ -58,7 +58,7 @@ def first_run(ray_local, faces, tmp_path_factory):
 @pytest.mark.ray
 def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
     cfg, summary = first_run
-    assert summary.step == 4 and summary.resumed_from == 0
+    assert summary.step == 4 and summary.resumed_from == summary.started_from == 0
     assert len(summary.weight_hashes) == 2 and len(set(summary.weight_hashes)) == 1
     assert summary.faces["a"].decoded == FACES
     assert summary.faces["b"].decoded == FACES - 2 and summary.faces["b"].skipped == 2
@@ -86,6 +86,7 @@ def test_run_train_rerun_resumes_and_a_failed_worker_is_recovered(first_run):
     assert not summary.feed["cached"]
     assert (Path(cfg.out) / FAIL_MARKER).read_text() == "7"  # the failure happened, once
     assert summary.resumed_from == 6 and summary.step == 8  # the retry began at checkpoint 6
+    assert summary.started_from == 4  # where this command began
     assert len(set(summary.weight_hashes)) == 1
     assert load_checkpoint(cfg.out).step == 8
     lines = [json.loads(line) for line in open(f"{cfg.out}/metrics.jsonl")]
