@@ -28,6 +28,14 @@ the same frames (same face, same codec noise, same search), so the score is a z-
 (key - mean(decoys)) / std(decoys): an unmarked video scores like one more decoy, about
 N(0, 1) (a Student t with N_DECOYS - 1 degrees of freedom), and `DEFAULT_THRESHOLD` = 4.5
 puts the false-positive rate near 1e-5 per video.
+
+Little evidence: one or two frames with a face must score `FEW_FRAMES_MARGIN` more, since a
+single face's chance match does not average out (measured with `python -m benchmarks
+watermark --null`: over all 7472 frames with a face of the unmarked media set, each scored
+as a one-frame clip, the highest z is 2.9; over every run of 2 frames, 3.0). Below the
+threshold, fewer than `MIN_FRAMES_TO_CLEAR` frames is "undecided", not "not marked": one
+frame of a marked video re-encoded at CRF 28 often scores low, while from 3 frames on its
+lowest-scoring run reached about half of the whole clip's score.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ SEARCH_ANGLES = (-3.0, 0.0, 3.0)  # degrees
 DEFAULT_KEY = "rayswap"
 DEFAULT_STRENGTH = 3.0  # RMS of the added luma, in grey levels, inside the region
 DEFAULT_THRESHOLD = 4.5
+FEW_FRAMES_MARGIN = {1: 1.5, 2: 1.0}  # extra z for 1 or 2 frames with a face: 6.0, 5.5
+MIN_FRAMES_TO_CLEAR = 3  # frames with a face needed to call a video not marked
 BAND_SIGMAS = (0.6, 1.6)  # Gaussian sigmas of the difference-of-Gaussians band-pass, in px
 COMPENSATION_RANGE = (0.5, 1.5)  # bounds of the host-compensated strength, x strength
 SIZE_REFERENCE = 0.26  # canonical px per frame px of a face that gets `strength` as given
@@ -264,26 +274,69 @@ def correlate_face(frame: Frame, landmarks_frame: Landmarks, key: str = DEFAULT_
     return best
 
 
+MARKED, NOT_MARKED, UNDECIDED = "marked", "not_marked", "undecided"
+
+
 @dataclass(frozen=True)
 class WatermarkVerdict:
-    """The decision over a video: z-score of the key against its decoys."""
+    """The decision over a video: z-score of the key against its decoys.
 
-    marked: bool
+    `verdict` is MARKED when the score reaches `threshold`, NOT_MARKED when it does not
+    over at least `MIN_FRAMES_TO_CLEAR` frames with a face, and UNDECIDED when it does not
+    over fewer: too little evidence to rule a mark out.
+    """
+
+    verdict: str
     score: float  # z-score; about N(0, 1) for unmarked video
     frames: int  # frames with a face that were correlated
     mean_correlation: float  # average normalised correlation with the key's pattern
+    threshold: float  # the z-score this many frames had to reach (`threshold_for_frames`)
+
+    @property
+    def marked(self) -> bool:
+        return self.verdict == MARKED
+
+
+def watermark_scores(mean_correlations: np.ndarray) -> np.ndarray:
+    """z-scores of the key against its decoys; (W, 1 + N_DECOYS) means -> (W,) float64.
+
+    Each row is per-frame correlations averaged over the frames of one clip (or window).
+    """
+    means = np.asarray(mean_correlations, dtype=np.float64).reshape(-1, 1 + N_DECOYS)
+    decoys = means[:, 1:]
+    spread = decoys.std(axis=1, ddof=1) + 1e-12
+    return (means[:, 0] - decoys.mean(axis=1)) / spread
+
+
+def threshold_for_frames(frames: int, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """The z-score a clip with `frames` frames with a face must reach to count as marked.
+
+    `threshold` for `MIN_FRAMES_TO_CLEAR` frames or more; more for fewer (see
+    `FEW_FRAMES_MARGIN`), where one frame's chance match weighs more.
+    """
+    return threshold + FEW_FRAMES_MARGIN.get(frames, 0.0)
 
 
 def decide_watermark(
-    correlations: np.ndarray, threshold: float = DEFAULT_THRESHOLD, min_frames: int = 3
+    correlations: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_frames: int = MIN_FRAMES_TO_CLEAR,
 ) -> WatermarkVerdict:
-    """Decide from per-frame correlations (F, 1 + N_DECOYS): marked when z >= threshold."""
+    """Decide from per-frame correlations (F, 1 + N_DECOYS); see `WatermarkVerdict`.
+
+    Args:
+        threshold: the z-score for `min_frames` frames or more (`threshold_for_frames`).
+        min_frames: frames with a face below which a low score is UNDECIDED.
+    """
     correlations = np.asarray(correlations, dtype=np.float64).reshape(-1, 1 + N_DECOYS)
     frames = len(correlations)
+    needed = threshold_for_frames(frames, threshold)
     if frames == 0:
-        return WatermarkVerdict(False, 0.0, 0, 0.0)
+        return WatermarkVerdict(UNDECIDED, 0.0, 0, 0.0, needed)
     mean = correlations.mean(0)
-    decoys = mean[1:]
-    spread = decoys.std(ddof=1) + 1e-12
-    score = float((mean[0] - decoys.mean()) / spread)
-    return WatermarkVerdict(score >= threshold and frames >= min_frames, score, frames, mean[0])
+    score = float(watermark_scores(mean[None])[0])
+    if score >= needed:
+        verdict = MARKED
+    else:
+        verdict = UNDECIDED if frames < min_frames else NOT_MARKED
+    return WatermarkVerdict(verdict, score, frames, float(mean[0]), needed)

@@ -195,6 +195,9 @@ cli_jobs.register(app)
 from pipelines import cli_render  # noqa: E402
 
 cli_render.register(app)
+from pipelines import cli_verify  # noqa: E402
+
+cli_verify.register(app)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The `rayswap render` and `rayswap verify` commands (added to the app by `register`)."""
+"""The `rayswap render` command (added to the app by `register`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pipelines.cli_common import (
     segment_progress,
     usage_check,
 )
-from pipelines.config import RenderConfig, StageSummary, VerifyConfig
+from pipelines.config import RenderConfig, StageSummary
 
 
 def render_summary_lines(summary: StageSummary) -> list[str]:
@@ -167,47 +167,6 @@ def render(
     finish(summary, cfg.max_error_fraction, render_summary_lines(summary))
 
 
-def verify(
-    videos: Annotated[list[str], typer.Argument(help="Videos to check.", show_default=False)],
-    watermark_key: Annotated[str, typer.Option(help="Key the videos were marked with.")] = (
-        "rayswap"
-    ),
-    threshold: Annotated[
-        float, typer.Option(help="z-score above which a video counts as marked.")
-    ] = 4.5,
-    max_frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 120,
-) -> None:
-    """Check videos for rayswap's invisible watermark: prints marked / not marked and a score.
-
-    The score is a z-score of the key's pattern against 127 decoy patterns, over the frames
-    with a face: unmarked videos score about 0 (rarely above 3), marked ones well above
-    the threshold. Exit code 0 when every video could be read.
-    """
-    from pipelines.verify import run_verify
-
-    cfg = build_config(
-        VerifyConfig,
-        videos=tuple(absolute(v) for v in videos),
-        watermark_key=watermark_key,
-        threshold=threshold,
-        max_frames=max_frames,
-    )
-    failed = 0
-    for result in run_verify(cfg):
-        if result.error:
-            failed += 1
-            typer.echo(f"{result.video}: error: {result.error}")
-            continue
-        verdict = "MARKED (synthetic, made by rayswap)" if result.marked else "not marked"
-        typer.echo(
-            f"{result.video}: {verdict}; score {result.score:.1f} "
-            f"(threshold {cfg.threshold}), {result.frames}/{result.sampled} frames with a face"
-        )
-    if failed:
-        raise typer.Exit(1)
-
-
 def register(app: typer.Typer) -> None:
-    """Add `render` and `verify` to the rayswap app."""
+    """Add `render` to the rayswap app."""
     app.command()(render)
-    app.command()(verify)

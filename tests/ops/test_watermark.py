@@ -14,12 +14,17 @@ from ops.smooth import smooth_faces
 from ops.video import iter_frames
 from ops.video_out import SegmentWriter, frame_rate_of
 from ops.watermark import (
+    DEFAULT_THRESHOLD,
+    MARKED,
     N_DECOYS,
+    NOT_MARKED,
+    UNDECIDED,
     WM_SIZE,
     correlate_watermark,
     decide_watermark,
     embed_watermark,
     size_factor,
+    threshold_for_frames,
     watermark_affine,
     watermark_patterns,
     watermark_region,
@@ -84,8 +89,22 @@ def test_patterns_are_keyed_and_decoys_orthogonal() -> None:
 def test_decide_watermark_scores_decoy_like_rows_low() -> None:
     rng = np.random.default_rng(0)
     verdict = decide_watermark(rng.normal(0, 0.05, (40, 1 + N_DECOYS)))
-    assert not verdict.marked and abs(verdict.score) < 4
-    assert not decide_watermark(np.zeros((0, 1 + N_DECOYS))).marked
+    assert verdict.verdict == NOT_MARKED and abs(verdict.score) < 4
+    assert decide_watermark(np.zeros((0, 1 + N_DECOYS))).verdict == UNDECIDED
+
+
+def test_decide_watermark_with_one_or_two_frames_is_marked_or_undecided() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(0, 0.05, (2, 1 + N_DECOYS))
+    strong = rows.copy()
+    strong[:, 0] = 0.05 * 12  # a key correlation far above every decoy's
+    for frames in (1, 2):
+        marked = decide_watermark(strong[:frames])
+        assert marked.verdict == MARKED and marked.marked, marked
+        thin = decide_watermark(rows[:frames])  # a decoy-like frame rules nothing out
+        assert thin.verdict == UNDECIDED and not thin.marked, thin
+        assert thin.threshold == threshold_for_frames(frames) > DEFAULT_THRESHOLD
+    assert threshold_for_frames(3) == threshold_for_frames(120) == DEFAULT_THRESHOLD
 
 
 def test_watermark_survives_crf28_half_size_and_crop(detector, tmp_path) -> None:
