@@ -176,6 +176,30 @@ def upload_file_atomic(local_path: str, path: str) -> None:
         shutil.copyfileobj(src, dst, length=4 * 1024 * 1024)
 
 
+def check_writable_dir(path: str) -> None:
+    """Raise ValueError unless the local folder `path` exists or can be made, and can be written.
+
+    Walks up to the nearest existing ancestor: it must be a folder (not a file, nor a
+    broken link) in which a file can really be created. The probe write catches what
+    permission bits miss (root ignores them; read-only mounts and pseudo filesystems
+    refuse anyway). URIs are left to the object store, which answers on the first write.
+    """
+    if is_uri(path):
+        return
+    target = resolve(path)[1]
+    existing = target
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == target else f", so {target} cannot be made under it"
+        raise ValueError(f"{existing} is a file, not a folder{where}")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".rayswap-write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write in {existing} ({exc.strerror or exc})") from exc
+
+
 def make_dirs(path: str) -> None:
     filesystem, inner = resolve(path)
     filesystem.create_dir(inner, recursive=True)

@@ -23,6 +23,7 @@ from pipelines.cli_common import (
     Progress,
     absolute,
     build_config,
+    check_out_dir,
     finish,
     segment_progress,
     usage_check,
@@ -120,6 +121,7 @@ def extract(
     ] = None,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
+    fail_at_frame: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Extract aligned faces from videos into Parquet, sharded over CPU workers.
 
@@ -149,7 +151,9 @@ def extract(
         address=address,
         max_error_fraction=max_error_fraction,
         label_selector=label_selector,
+        fail_at_frame=fail_at_frame,
     )
+    check_out_dir(cfg.out)
     sources = usage_check(prepare_extract, cfg)
     typer.echo(f"extract: {len(sources)} videos -> {strip_query(cfg.out)}", err=True)
     progress = Progress()
@@ -179,6 +183,7 @@ def demo(
         raise typer.BadParameter(f"--frames: {frames} is invalid; must be >= 8")
     if steps < 1:
         raise typer.BadParameter(f"--steps: {steps} is invalid; must be >= 1")
+    check_out_dir(str(out))
     echo = lambda line: typer.echo(line, err=True)  # noqa: E731
     for line in run_demo(str(out), frames=frames, steps=steps, echo=echo):
         typer.echo(line)

@@ -43,6 +43,19 @@ def build_config(factory, **fields):
         raise typer.BadParameter(str(exc)) from exc
 
 
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """Exit with code 2, naming `flag`, unless the local folder `out` can be made and written.
+
+    Call it before Ray starts. Object-store URIs pass: the store answers on the first write.
+    """
+    from ops.storage import check_writable_dir
+
+    try:
+        check_writable_dir(out)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{flag}: {exc}; give a folder that can be written") from exc
+
+
 def usage_check(fn, *args, **kwargs):
     """Run a Ray-free pre-flight check; its ValueError becomes a usage error (exit code 2)."""
     try:

@@ -12,6 +12,7 @@ from pipelines.cli_common import (
     Progress,
     absolute,
     build_config,
+    check_out_dir,
     finish,
     segment_progress,
     usage_check,
@@ -153,6 +154,7 @@ def render(
         max_error_fraction=max_error_fraction,
         fail_at_frame=fail_at_frame,
     )
+    check_out_dir(cfg.out)
     plan = usage_check(prepare_render, cfg)
     typer.echo(f"render: {len(plan.sources)} videos -> {cfg.out}", err=True)
     pin = plan.checkpoint

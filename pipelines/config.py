@@ -46,6 +46,7 @@ class ExtractConfig:
     address: str | None = None
     max_error_fraction: float = 0.0
     label_selector: str | None = None  # e.g. "node-kind=cpu": run actors on such nodes only
+    fail_at_frame: int | None = None  # fault injection for tests: a worker dies once, here
 
     def __post_init__(self) -> None:
         _check(len(self.inputs) > 0, "inputs", self.inputs, "give at least one INPUT")
@@ -80,6 +81,12 @@ class ExtractConfig:
             "max_error_fraction",
             self.max_error_fraction,
             "must be in [0, 1]",
+        )
+        _check(
+            self.fail_at_frame is None or self.fail_at_frame >= 0,
+            "fail_at_frame",
+            self.fail_at_frame,
+            "must be >= 0",
         )
         if self.identity is not None:
             _check(

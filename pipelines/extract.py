@@ -19,6 +19,7 @@ Output layout (local path or object-store URI):
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -51,6 +52,7 @@ from pipelines.extract_plan import (
 from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
 
 PLAN_TASKS = 4  # concurrent probe tasks
+FAIL_MARKER = ".fail_at_frame_done"
 
 
 def _batched(items: Iterator, n: int) -> Iterator[list]:
@@ -128,6 +130,7 @@ class FaceExtractor:
             for chunk in _batched(stream, cfg.detect_batch):
                 detections = self.detector.detect_batch([frame for _, _, frame in chunk])
                 for (index, time_s, frame), found in zip(chunk, detections, strict=True):
+                    self._maybe_fail(index)
                     frames += 1
                     kept = select_faces(found, cfg.min_face, cfg.min_score, cfg.faces)
                     filtered += len(found) - len(kept)
@@ -143,6 +146,16 @@ class FaceExtractor:
         path = segment_path(self.out, row["identity"], row["video_id"], row["start"])
         storage.write_bytes_atomic(path, _table_bytes(table))
         return {"frames": frames, "faces": len(rows), "filtered": filtered}
+
+    def _maybe_fail(self, index: int) -> None:
+        """Fault injection for tests: the worker that reaches frame `fail_at_frame` dies, once."""
+        if index != self.cfg.fail_at_frame:
+            return
+        marker = storage.join(self.out, FAIL_MARKER)
+        if storage.exists(marker):
+            return
+        storage.write_bytes_atomic(marker, str(index).encode())
+        os._exit(1)  # as if killed: no exception, no cleanup; Ray restarts the actor
 
     def _face_row(self, row, index, time_s, face_index, frame, detection) -> dict | None:
         cfg = self.cfg

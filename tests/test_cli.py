@@ -6,7 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import extract as extract_stage
+from pipelines import render as render_stage
 from pipelines.cli import app
+from tests.ops.test_storage import unwritable_dir
 
 runner = CliRunner()
 
@@ -19,6 +21,7 @@ def no_ray(monkeypatch):
         raise AssertionError("Ray was started for a bad invocation")
 
     monkeypatch.setattr(extract_stage, "connect_ray", refuse)
+    monkeypatch.setattr(render_stage, "connect_ray", refuse)
 
 
 @pytest.mark.parametrize("command", [[], ["extract"], ["demo"]])
@@ -75,6 +78,18 @@ def test_extract_refuses_to_resume_with_other_settings(no_ray, tmp_path):
     result = runner.invoke(app, ["extract", str(tmp_path), "--out", str(out), "--size", "256"])
     assert result.exit_code == 2
     assert "--size" in result.output
+
+
+@pytest.mark.parametrize("command", ["extract", "render"])
+def test_out_that_cannot_be_written_exits_2_naming_out_before_ray(no_ray, tmp_path, command):
+    clip, taken = tmp_path / "clip.mp4", tmp_path / "taken"
+    clip.write_bytes(b"x")
+    taken.write_text("a file, not a folder")
+    head = [command, str(tmp_path / "ckpt")] if command == "render" else [command]
+    for out in (taken, taken / "sub", unwritable_dir(tmp_path) / "out"):
+        result = runner.invoke(app, [*head, str(clip), "--out", str(out)], terminal_width=300)
+        assert result.exit_code == 2, result.output
+        assert "--out" in result.output and "Traceback" not in result.output, result.output
 
 
 @pytest.mark.ray

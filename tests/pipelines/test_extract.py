@@ -15,7 +15,7 @@ from ops.align import template_landmarks, transform_points
 from ops.quality import decode_crop
 from ops.video import probe_video
 from pipelines.config import ExtractConfig
-from pipelines.extract import run_extract
+from pipelines.extract import FAIL_MARKER, run_extract
 from tests.conftest import shared_video
 from tests.vfr_clip import write_vfr_clip
 
@@ -24,6 +24,10 @@ pytestmark = pytest.mark.ray
 
 def read_faces(out, identity: str):
     return pads.dataset(str(out / "faces" / identity), format="parquet").to_table()
+
+
+def face_key(row: dict) -> tuple:
+    return row[schema.VIDEO_ID], row[schema.FRAME], row[schema.FACE]
 
 
 def read_errors(out):
@@ -149,6 +153,30 @@ def test_extract_rerun_skips_finished_segments_and_adds_no_rows(ray_local, tmp_p
     assert second.counts["faces"] == 0
     with pytest.raises(ValueError, match="--size"):
         extract(tmp_path, inputs, identity="a", segment_frames=5, size=64)
+
+
+def test_extract_worker_killed_mid_segment_gives_the_clean_runs_rows(
+    ray_local, tmp_path, sample_clips
+):
+    """A FaceExtractor dies at frame 7 (segment 5..9) of the first video to get there; Ray
+    restarts it and the segment is extracted again: nothing duplicated, lost or changed."""
+    inputs = [sample_clips["a"], sample_clips["b"]]
+    _, clean = extract(tmp_path / "clean", inputs, identity="a", segment_frames=5)
+    _, faulty = extract(
+        tmp_path / "faulty", inputs, identity="a", segment_frames=5, fail_at_frame=7
+    )
+
+    out = tmp_path / "faulty" / "out"
+    assert (out / FAIL_MARKER).read_text() == "7"  # a worker did die there
+    assert faulty.n_failed == 0 and read_errors(out) == []
+    assert faulty.counts["segments"] == clean.counts["segments"] == 6  # each reported once
+    rows = sorted(read_faces(out, "a").to_pylist(), key=face_key)
+    keys = [face_key(r) for r in rows]
+    assert len(set(keys)) == len(keys) == 24  # no duplicate row
+    for video_id in {k[0] for k in keys}:
+        assert [k[1] for k in keys if k[0] == video_id] == list(range(12))  # no missing frame
+    clean_rows = sorted(read_faces(tmp_path / "clean" / "out", "a").to_pylist(), key=face_key)
+    assert rows == clean_rows  # crops, landmarks, scores: all equal
 
 
 def test_extract_manifest_sets_identity_per_row(ray_local, tmp_path, sample_clips):
