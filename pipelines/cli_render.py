@@ -33,10 +33,16 @@ def render_summary_lines(summary: StageSummary) -> list[str]:
         f"{int(c['segments'])} segments rendered, {int(c['frames'])} frames "
         f"({int(c['swapped_frames'])} swapped, {int(c['faces_missed'])} without a face) "
         f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{int(c['workers'])} workers){resumed}",
+        f"{_plan_text(c)}){resumed}",
         f"videos:   {summary.output_path}/",
         f"manifest: {summary.errors_path}",
     ]
+
+
+def _plan_text(counts: dict) -> str:
+    """'15 actors x 1 CPU + 0.0666 GPU', as the stage planned them."""
+    gpu = f" + {counts['gpus_each']:.4g} GPU" if counts.get("gpus_each") else ""
+    return f"{int(counts['workers'])} actors x {counts.get('cpus_each', 1):g} CPU{gpu}"
 
 
 def render(
@@ -64,15 +70,25 @@ def render(
         int, typer.Option(help="Split videos into segments of this many frames, in parallel.")
     ] = 900,
     workers: Annotated[
-        int | None, typer.Option(help="Renderer actors. Default: as many as the CPUs allow.")
+        int | None,
+        typer.Option(
+            help="Renderer actors. Default: fill the nodes, one per --cpus-per-worker CPUs "
+            "(with --gpu, of the GPU nodes; one CPU is kept free).",
+            show_default=False,
+        ),
     ] = None,
     cpus_per_worker: Annotated[
         float, typer.Option(help="CPUs per actor (decode, detect, encode threads).")
     ] = 1.0,
     gpu: Annotated[bool, typer.Option(help="Run the model on a GPU (actors ask for one).")] = False,
     gpus_per_worker: Annotated[
-        float, typer.Option(help="GPU fraction per actor with --gpu (0.5: two actors per GPU).")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="GPU share per actor with --gpu. Default: each GPU node's GPUs shared "
+            "equally by the actors its CPUs run (16 CPUs, 1 GPU: 15 actors x 1/15 GPU).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Faces per model pass and frames per detector pass.")
     ] = 8,

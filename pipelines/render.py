@@ -46,7 +46,8 @@ from ops.sources import expand_inputs, probe_source, split_source, video_id
 from ops.types import FrameRange
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig, StageSummary, config_json, versions
-from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
+from pipelines.node_plan import ActorPlan, cluster_nodes, plan_actors
+from pipelines.ray_setup import actor_pool, connect_ray
 from pipelines.render_plan import (
     COUNT_KEYS,
     PARTS,
@@ -62,8 +63,11 @@ from pipelines.render_plan import (
     output_names,
     part_path,
     pin_checkpoint,
+    recorded_split,
     report,
+    segment_length,
     segment_record,
+    segments_per_video,
     video_record_path,
 )
 
@@ -99,6 +103,7 @@ def plan_render_segments(
     out: str,
     context: int = 0,
     finished: frozenset[str] = frozenset(),
+    per_video: int = 1,
 ) -> list[dict]:
     """flat_map: one input video -> its segment rows, or one error row. Never raises.
 
@@ -106,6 +111,7 @@ def plan_render_segments(
     its start, so its seek point (`seek_frame`, `seek_pts`) is that far back. What an
     earlier run recorded (`finished`, from `list_finished`) comes back as reports with
     status "finished" (the whole video) or "done" (a segment) and is not rendered again.
+    `per_video`: split the video into at least this many segments (few videos, many actors).
     """
     uri, name = row["video"], row["output"]
     key = video_id(uri)
@@ -117,7 +123,8 @@ def plan_render_segments(
         return [done | seek]
     try:
         info = probe_source(uri)
-        ranges = split_source(uri, info.frame_count, segment_frames, context)
+        length = segment_length(info.frame_count, segment_frames, per_video)
+        ranges = split_source(uri, info.frame_count, length, context)
     except Exception as exc:  # noqa: BLE001 - recorded in the manifest
         return [report(base, error=schema.format_error(exc), **seek)]
     rows = []
@@ -248,7 +255,11 @@ def _delete_dir(inner: str, like: str) -> None:
 
 
 def build_render_dataset(
-    cfg: RenderConfig, plan: RenderPlan, finished: frozenset[str], workers: int
+    cfg: RenderConfig,
+    plan: RenderPlan,
+    finished: frozenset[str],
+    actors: ActorPlan,
+    per_video: int = 1,
 ) -> ray.data.Dataset:
     """The plan -> render pipeline; its rows are one report per segment.
 
@@ -256,26 +267,33 @@ def build_render_dataset(
     """
     names = output_names(plan.sources)
     items = [{"video": s.uri, "output": names[s.uri]} for s in plan.sources]
-    # [1] plan: probe each video and split it into segments
-    segments = ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
-        plan_render_segments,
-        fn_kwargs={
-            "segment_frames": cfg.segment_frames,
-            "out": cfg.out,
-            "context": cfg.smooth_frames,
-            "finished": finished,
-        },
-        num_cpus=0,
+    # [1] plan: probe each video and split it into segments (CPU-free tasks), then give
+    # every segment a block of its own, so that the actors share even a single video
+    planned = (
+        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        .flat_map(
+            plan_render_segments,
+            fn_kwargs={
+                "segment_frames": cfg.segment_frames,
+                "out": cfg.out,
+                "context": cfg.smooth_frames,
+                "finished": finished,
+                "per_video": per_video,
+            },
+            num_cpus=0,
+        )
+        .take_all()
     )
+    segments = ray.data.from_items(planned, override_num_blocks=max(1, len(planned)))
     # [2] render: one actor per worker holds the model and a detector; one segment per call
     pinned = replace(cfg, checkpoint=plan.checkpoint.path)
     return segments.map_batches(
         FaceSwapper,
         fn_constructor_kwargs={"cfg": asdict(pinned), "checkpoint_step": plan.checkpoint.step},
         batch_size=1,
-        compute=actor_pool(cfg.workers, workers),
-        num_cpus=cfg.cpus_per_worker,
-        num_gpus=cfg.gpus_per_worker if cfg.gpu else 0,
+        compute=actor_pool(cfg.workers, actors.workers),
+        num_cpus=actors.cpus_each,
+        num_gpus=actors.gpus_each,
     )
 
 
@@ -432,15 +450,24 @@ def run_render(
     started = time.perf_counter()
     plan = prepare_render(cfg) if plan is None else plan
     storage.make_dirs(cfg.out)
-    pinned = {"path": plan.checkpoint.path, "step": plan.checkpoint.step}
-    payload = config_json(cfg, stage="render", checkpoint=pinned).encode()
-    storage.write_bytes_atomic(storage.join(cfg.out, "_config.json"), payload)
+    per_video = recorded_split(cfg.out)  # a rerun keeps the segments it started with
     finished = list_finished(cfg.out)
     connect_ray(cfg.address)
-    workers = plan_workers(cfg.workers, cfg.cpus_per_worker)
-    dataset = build_render_dataset(cfg, plan, finished, workers)
+    actors = plan_actors(
+        cluster_nodes(), cfg.cpus_per_worker, cfg.gpu, cfg.workers, cfg.gpus_per_worker
+    )
+    if per_video is None:  # few videos, many actors: split finer so every actor has work
+        per_video = segments_per_video(len(plan.sources), actors.workers)
+    pinned = {"path": plan.checkpoint.path, "step": plan.checkpoint.step}
+    payload = config_json(
+        cfg, stage="render", checkpoint=pinned, segments_per_video=per_video
+    ).encode()
+    storage.write_bytes_atomic(storage.join(cfg.out, "_config.json"), payload)
+    dataset = build_render_dataset(cfg, plan, finished, actors, per_video)
     totals = {"videos": len(plan.sources), "segments": 0, "frames": 0, "swapped_frames": 0}
-    totals |= {"faces_missed": 0, "skipped_videos": 0, "skipped_segments": 0, "workers": workers}
+    totals |= {"faces_missed": 0, "skipped_videos": 0, "skipped_segments": 0}
+    totals |= {"workers": actors.workers, "cpus_each": actors.cpus_each}
+    totals |= {"gpus_each": actors.gpus_each}
     rows = _collect(dataset, cfg, plan.checkpoint, finished, totals, on_progress)
     rows.sort(key=lambda r: r[schema.VIDEO])
     manifest = write_manifest(cfg.out, rows)

@@ -155,6 +155,30 @@ def segment_record(counts: dict[str, float]) -> bytes:
     return json.dumps({key: counts.get(key, 0) for key in COUNT_KEYS}).encode()
 
 
+# -- how finely videos are split --------------------------------------------------------------
+MIN_SEGMENT_FRAMES = 30  # below this, a segment's context frames and encoder start dominate
+
+
+def segments_per_video(videos: int, workers: int) -> int:
+    """Fewer videos than actors: split each into at least this many segments."""
+    return max(1, -(-workers // max(videos, 1)))
+
+
+def segment_length(frame_count: int, segment_frames: int, per_video: int) -> int:
+    """Frames per segment of one video: --segment-frames, shrunk so the video makes at
+    least `per_video` segments (never below MIN_SEGMENT_FRAMES)."""
+    if per_video <= 1 or frame_count <= 0:
+        return segment_frames
+    return min(segment_frames, max(MIN_SEGMENT_FRAMES, -(-frame_count // per_video)))
+
+
+def recorded_split(out: str) -> int | None:
+    """The segments-per-video an earlier run into OUT used (a rerun keeps its segments)."""
+    previous = read_json(storage.join(out, "_config.json")) or {}
+    value = previous.get("segments_per_video")
+    return int(value) if value is not None else None
+
+
 # -- resume checks (driver, before Ray) --------------------------------------------------------
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")

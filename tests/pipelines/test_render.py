@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames, probe_video
 from ops.video_out import frame_rate_of, join_segments, read_metadata
 from pipelines.config import RenderConfig
-from pipelines.render import output_name, output_names, run_render
+from pipelines.render import output_name, output_names, plan_render_segments, run_render
+from pipelines.render_plan import MIN_SEGMENT_FRAMES, segment_length, segments_per_video
 from pipelines.render_segment import SegmentRenderer, _Pending
 from tests.vfr_clip import read_stamp, write_vfr_clip
 
@@ -85,6 +87,22 @@ def test_run_render_batch_with_bad_inputs(ray_local, checkpoint, clips, tmp_path
         assert read_metadata(row[schema.OUTPUT])["synthetic"] == "true"
     assert not (out / "_parts").exists()
     assert not list(out.glob("*.tmp-*"))
+    assert (summary.counts["workers"], summary.counts["cpus_each"]) == (2, 1.0)
+    assert summary.counts["gpus_each"] == 0.0
+    assert json.loads((out / "_config.json").read_text())["segments_per_video"] == 1
+
+
+def test_few_videos_are_split_finer_so_every_actor_has_work(clips, tmp_path) -> None:
+    """One 40-frame clip, 900-frame segments, 2 actors: two segments, not one."""
+    row = {"video": clips["a"], "output": "a.mp4"}
+    plain = plan_render_segments(row, 900, str(tmp_path))
+    split = plan_render_segments(row, 900, str(tmp_path), per_video=segments_per_video(1, 2))
+    assert [(r["start"], r["stop"]) for r in plain] == [(0, -1)]
+    assert [(r["start"], r["stop"]) for r in split] == [(0, 30), (30, -1)]
+    assert segments_per_video(videos=40, workers=15) == 1  # many clips spread as they are
+    assert segments_per_video(videos=2, workers=15) == 8
+    assert segment_length(3600, 900, per_video=8) == 450
+    assert segment_length(100, 900, per_video=15) == MIN_SEGMENT_FRAMES
 
 
 def test_two_segment_render_equals_one_segment(checkpoint, clips, tmp_path) -> None:
