@@ -11,7 +11,7 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
-EXTRA = ("watermark", "gpu")
+EXTRA = ("watermark", "gpu", "detect")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,7 +85,12 @@ def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
 
 
 def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
-    """Ray-free pre-flight: both faces datasets usable, any checkpoint in OUT compatible."""
+    """Ray-free pre-flight: OUT writable, both faces datasets usable, any checkpoint in OUT
+    compatible."""
+    try:
+        storage.check_writable_dir(cfg.out)
+    except ValueError as exc:
+        raise ValueError(f"--out: {exc}; give a folder that can be written") from exc
     infos = {side: inspect_faces(path, side, cfg) for side, path in (("a", cfg.a), ("b", cfg.b))}
     if infos["a"].coverage != infos["b"].coverage:
         raise ValueError(

@@ -92,6 +92,17 @@ def test_train_missing_or_small_faces_exit_2_before_ray(no_ray, tmp_path):
     assert result.exit_code == 2 and "fewer than one batch" in result.output
 
 
+def test_train_out_that_is_a_file_exits_2_before_ray(no_ray, tmp_path):
+    write_faces(tmp_path / "a", "a", 30)
+    write_faces(tmp_path / "b", "b", 30)
+    (tmp_path / "taken").write_text("not a folder")
+    args = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
+    for out in (tmp_path / "taken", tmp_path / "taken" / "run"):
+        result = runner.invoke(app, [*args, "--out", str(out)], terminal_width=200)
+        text = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
+        assert result.exit_code == 2 and "--out" in text and "is a file" in text
+
+
 def test_train_more_workers_than_cpus_exits_2_naming_the_flags(tmp_path):
     write_faces(tmp_path / "a", "a", 80)
     write_faces(tmp_path / "b", "b", 80)
