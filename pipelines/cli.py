@@ -25,6 +25,7 @@ from pipelines.cli_common import (
     build_config,
     check_out_dir,
     finish,
+    plan_text,
     segment_progress,
     usage_check,
 )
@@ -47,7 +48,7 @@ def extract_summary_lines(summary: StageSummary) -> list[str]:
         f"{int(c['segments'])} segments ({int(c['skipped'])} already done), "
         f"{int(c['frames'])} frames, {int(c['faces'])} faces, {int(c['errors'])} errors "
         f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{c['faces_per_s']:.1f} faces/s, {int(c['workers'])} workers)",
+        f"{c['faces_per_s']:.1f} faces/s, {plan_text(c)})",
         f"faces:  {strip_query(summary.output_path)}/<identity>/",
         f"errors: {strip_query(summary.errors_path)}/",
     ]
@@ -111,6 +112,27 @@ def extract(
     detect_size: Annotated[
         int, typer.Option(help="Detect on frames downscaled to this longer side, in px.")
     ] = 640,
+    gpu: Annotated[
+        bool,
+        typer.Option(
+            help="Run the actors on GPU nodes and detect faces in torch on the GPU (one actor "
+            "per CPU, each with an equal share of its node's GPUs)."
+        ),
+    ] = False,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            help="GPU share per actor with --gpu. Default: the node's GPUs shared equally.",
+            show_default=False,
+        ),
+    ] = None,
+    detector: Annotated[
+        str,
+        typer.Option(
+            help="RetinaFace backend: auto (torch on a GPU, onnxruntime on CPU, where it is "
+            "faster), torch or onnxruntime."
+        ),
+    ] = "auto",
     image_format: Annotated[str, typer.Option(help="Crop encoding: jpeg, png or webp.")] = "jpeg",
     label_selector: Annotated[
         str | None,
@@ -151,6 +173,9 @@ def extract(
         address=address,
         max_error_fraction=max_error_fraction,
         label_selector=label_selector,
+        gpu=gpu,
+        gpus_per_worker=gpus_per_worker,
+        detector=detector,
         fail_at_frame=fail_at_frame,
     )
     check_out_dir(cfg.out)

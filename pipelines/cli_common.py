@@ -109,6 +109,12 @@ def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -
         raise typer.Exit(1)
 
 
+def plan_text(counts: dict) -> str:
+    """The actor plan a segment stage ran, e.g. '15 actors x 1 CPU + 0.0666 GPU'."""
+    gpu = f" + {counts['gpus_each']:.4g} GPU" if counts.get("gpus_each") else ""
+    return f"{int(counts['workers'])} actors x {counts.get('cpus_each', 1):g} CPU{gpu}"
+
+
 def segment_progress(
     progress: Progress, stage: str, counts: dict[str, str]
 ) -> Callable[[dict, dict], None]:

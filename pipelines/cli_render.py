@@ -14,6 +14,7 @@ from pipelines.cli_common import (
     build_config,
     check_out_dir,
     finish,
+    plan_text,
     segment_progress,
     usage_check,
 )
@@ -33,16 +34,10 @@ def render_summary_lines(summary: StageSummary) -> list[str]:
         f"{int(c['segments'])} segments rendered, {int(c['frames'])} frames "
         f"({int(c['swapped_frames'])} swapped, {int(c['faces_missed'])} without a face) "
         f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{_plan_text(c)}){resumed}",
+        f"{plan_text(c)}){resumed}",
         f"videos:   {summary.output_path}/",
         f"manifest: {summary.errors_path}",
     ]
-
-
-def _plan_text(counts: dict) -> str:
-    """'15 actors x 1 CPU + 0.0666 GPU', as the stage planned them."""
-    gpu = f" + {counts['gpus_each']:.4g} GPU" if counts.get("gpus_each") else ""
-    return f"{int(counts['workers'])} actors x {counts.get('cpus_each', 1):g} CPU{gpu}"
 
 
 def render(

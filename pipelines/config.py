@@ -14,12 +14,30 @@ from importlib import metadata
 from typing import Any
 
 FACES_CHOICES = ("all", "largest")
+DETECTOR_CHOICES = ("auto", "torch", "onnxruntime")  # see ops.detect_torch.make_detector
 IMAGE_FORMAT_CHOICES = ("png", "jpeg", "webp")
 
 
 def _check(condition: bool, name: str, value: Any, rule: str) -> None:
     if not condition:
         raise ValueError(f"--{name.replace('_', '-')}: {value!r} is invalid; {rule}")
+
+
+def _check_devices(gpu: bool, gpus_per_worker: float | None, detector: str) -> None:
+    """--gpus-per-worker and --detector of a segment stage."""
+    _check(
+        gpus_per_worker is None or 0 < gpus_per_worker <= 8,
+        "gpus_per_worker",
+        gpus_per_worker,
+        "in (0, 8]",
+    )
+    _check(detector in DETECTOR_CHOICES, "detector", detector, f"one of {DETECTOR_CHOICES}")
+    _check(
+        not (gpu and detector == "onnxruntime"),
+        "detector",
+        detector,
+        "onnxruntime runs on the CPU only; with --gpu use auto or torch",
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,9 @@ class ExtractConfig:
     address: str | None = None
     max_error_fraction: float = 0.0
     label_selector: str | None = None  # e.g. "node-kind=cpu": run actors on such nodes only
+    gpu: bool = False  # actors on GPU nodes, detection in torch on their GPU share
+    gpus_per_worker: float | None = None  # None: each GPU node's GPUs shared by its actors
+    detector: str = "auto"  # auto: torch on a GPU, onnxruntime on CPU (faster there)
     fail_at_frame: int | None = None  # fault injection for tests: a worker dies once, here
 
     def __post_init__(self) -> None:
@@ -88,6 +109,7 @@ class ExtractConfig:
             self.fail_at_frame,
             "must be >= 0",
         )
+        _check_devices(self.gpu, self.gpus_per_worker, self.detector)
         if self.identity is not None:
             _check(
                 _safe_name(self.identity),

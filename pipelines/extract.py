@@ -33,7 +33,8 @@ import ray.data
 
 from ops import schema, storage
 from ops.align import align_face
-from ops.detect import RetinaFaceDetector, select_faces
+from ops.detect import select_faces
+from ops.detect_torch import make_detector
 from ops.quality import encode_crop, sharpness
 from ops.sources import VideoSource
 from ops.types import FrameRange
@@ -49,7 +50,8 @@ from pipelines.extract_plan import (
     segment_path,
     segment_report,
 )
-from pipelines.ray_setup import actor_pool, connect_ray, plan_workers
+from pipelines.node_plan import ActorPlan, cluster_nodes, plan_actors
+from pipelines.ray_setup import actor_pool, connect_ray
 
 PLAN_TASKS = 4  # concurrent probe tasks
 FAIL_MARKER = ".fail_at_frame_done"
@@ -77,10 +79,12 @@ class FaceExtractor:
         self.cfg = ExtractConfig(**cfg)
         self.out = out
         self.threads = max(1, int(round(self.cfg.cpus_per_worker)))
-        self.detector = RetinaFaceDetector(
+        self.detector = make_detector(
+            "cuda" if self.cfg.gpu else "cpu",
             threads=self.threads,
             max_side=self.cfg.detect_size,
             score_threshold=min(self.cfg.min_score, 0.99),
+            backend=self.cfg.detector,
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -216,7 +220,7 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
 
 
 def build_extract_dataset(
-    cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], workers: int
+    cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], actors: ActorPlan
 ) -> ray.data.Dataset:
     """The plan -> extract pipeline; its rows are one report per segment."""
     items = [{"video": s.uri, "identity": s.identity} for s in sources]
@@ -234,8 +238,9 @@ def build_extract_dataset(
         FaceExtractor,
         fn_constructor_kwargs={"cfg": cfg_dict, "out": cfg.out},
         batch_size=1,
-        compute=actor_pool(cfg.workers, workers),
-        num_cpus=cfg.cpus_per_worker,
+        compute=actor_pool(cfg.workers, actors.workers),
+        num_cpus=actors.cpus_each,
+        num_gpus=actors.gpus_each,
         label_selector=parse_label_selector(cfg.label_selector),  # e.g. CPU nodes only
     )
 
@@ -263,8 +268,11 @@ def run_extract(
     write_configs(cfg)
     done = list_done_segments(cfg.out)
     connect_ray(cfg.address)
-    workers = plan_workers(cfg.workers, cfg.cpus_per_worker, reserve_cpus=0.0)
-    dataset = build_extract_dataset(cfg, sources, done, workers)
+    # probing takes no CPU slot, so the actors may own every CPU (no reserve)
+    actors = plan_actors(
+        cluster_nodes(), cfg.cpus_per_worker, cfg.gpu, cfg.workers, cfg.gpus_per_worker, 0.0
+    )
+    dataset = build_extract_dataset(cfg, sources, done, actors)
 
     totals = {
         "videos": len(sources),
@@ -274,7 +282,9 @@ def run_extract(
         "filtered": 0,
         "skipped": 0,
         "errors": 0,
-        "workers": workers,
+        "workers": actors.workers,
+        "cpus_each": actors.cpus_each,
+        "gpus_each": actors.gpus_each,
     }
     failed_videos: dict[str, str] = {}
     first_began = float("inf")

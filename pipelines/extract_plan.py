@@ -117,12 +117,24 @@ def check_resume(cfg: ExtractConfig) -> None:
             )
 
 
+def check_local_gpu(gpu: bool, address: str | None) -> None:
+    """--gpu on a machine without CUDA, for a local Ray, fails before Ray starts."""
+    import os
+
+    import torch
+
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    if gpu and local and not torch.cuda.is_available():
+        raise ValueError("--gpu: this machine has no CUDA GPU; drop --gpu or use --address")
+
+
 def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
     """Checks that need no Ray: the inputs expand to videos and OUT can be resumed.
 
     Raises ValueError naming the problem; the CLI turns it into exit code 2.
     """
     check_resume(cfg)
+    check_local_gpu(cfg.gpu, cfg.address)
     sources = expand_inputs(cfg.inputs, cfg.identity)
     if not sources:
         raise ValueError(f"no videos found in {list(cfg.inputs)}")

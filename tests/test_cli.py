@@ -49,6 +49,9 @@ def test_extract_help_lists_the_main_options():
         "--cpus-per-worker",
         "--address",
         "--max-error-fraction",
+        "--gpu",
+        "--gpus-per-worker",
+        "--detector",
     ):
         assert flag in result.output, flag
 
@@ -59,6 +62,9 @@ def test_extract_help_lists_the_main_options():
         (["extract", "clip.mp4", "--out", "o", "--size", "100"], "--size"),
         (["extract", "clip.mp4", "--out", "o", "--faces", "some"], "--faces"),
         (["extract", "clip.mp4", "--out", "o", "--every-n", "0"], "--every-n"),
+        (["extract", "clip.mp4", "--out", "o", "--detector", "dlib"], "--detector"),
+        (["extract", "c.mp4", "--out", "o", "--gpu", "--detector", "onnxruntime"], "--detector"),
+        (["extract", "c.mp4", "--out", "o", "--gpus-per-worker", "0"], "--gpus-per-worker"),
         (["extract", "clip.mp4", "--out", "o", "--bogus"], "--bogus"),
         (["extract", "clip.mp4"], "--out"),
         (["extract", "--out", "o"], "INPUTS"),
@@ -69,6 +75,17 @@ def test_bad_invocation_exits_2_naming_the_flag_before_ray(no_ray, args, flag):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert flag.lower() in result.output.lower()
+
+
+def test_extract_gpu_on_a_machine_without_cuda_exits_2_before_ray(no_ray, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --gpu is a valid request here")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    result = runner.invoke(app, ["extract", str(clip), "--out", str(tmp_path / "o"), "--gpu"])
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output
 
 
 def test_extract_refuses_to_resume_with_other_settings(no_ray, tmp_path):

@@ -206,3 +206,21 @@ def test_extract_faces_all_keeps_every_face_of_a_crowded_frame(ray_local, tmp_pa
     assert all(sorted(faces) == list(range(len(faces))) for faces in per_frame.values())
     assert len({r[schema.FRAME] for r in rows_one}) == len(rows_one) == len(per_frame)
     assert every.counts["frames"] == largest.counts["frames"] == 11
+
+
+@pytest.mark.ray
+def test_extract_with_the_torch_detector_finds_the_same_faces(ray_local, tmp_path):
+    """The detector a --gpu actor uses (RetinaFace in torch), run here on CPU through the
+    real pipeline: the same faces as onnxruntime, landmarks within a pixel."""
+    clip = shared_video("person_a__mead_M030_front_neutral.mp4")
+    found = {}
+    for detector in ("onnxruntime", "torch"):
+        run = tmp_path / detector
+        run.mkdir()
+        _, summary = extract(run, [clip], identity="a", every_n=12, detector=detector)
+        assert summary.n_failed == 0 and summary.counts["gpus_each"] == 0.0
+        rows = read_faces(run / "out", "a").to_pylist()
+        found[detector] = {face_key(r): np.array(r[schema.LANDMARKS]) for r in rows}
+    assert found["torch"].keys() == found["onnxruntime"].keys() and len(found["torch"]) >= 7
+    for key, landmarks in found["torch"].items():
+        assert np.abs(landmarks - found["onnxruntime"][key]).max() < 1.0
