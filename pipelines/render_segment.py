@@ -12,6 +12,14 @@ more detector pass over the swapped frames), which is where `verify` will look.
 Faces of many frames go through the model together (`batch_size` faces per forward pass),
 and every batch, of the detector and of the model, is padded to a fixed size, so a face's
 result does not depend on which other faces shared its batch.
+
+Paste-back has two paths with the same steps: cv2 per face on the host (`ops.blend`, the
+CPU default), and torch for the whole batch on the model's device (`ops.blend_torch`,
+`ops.watermark_torch`; the default on CUDA): the frames with a face are uploaded once,
+cropped, swapped, colour-matched, pasted and marked there, and downloaded once for the
+label and the encoder (and once for the re-detection, for a detector that takes host
+frames only). The two agree to a fraction of a grey level on average
+(tests/pipelines/test_render_torch.py).
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from ops.align import align_face
+from ops.align import align_face, estimate_affine
 from ops.blend import blend_mask, match_color, paste_back, template_oval
+from ops.blend_torch import blend_masks, crop_faces, match_colors, paste_faces
 from ops.checkpoint import load_checkpoint
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.label import draw_label
@@ -33,7 +42,10 @@ from ops.types import Detection, Frame, Landmarks
 from ops.video import iter_frames
 from ops.video_out import SegmentWriter
 from ops.watermark import embed_watermark
+from ops.watermark_torch import embed_watermarks
 from pipelines.config import RenderConfig
+
+PASTE_CHOICES = ("auto", "cv2", "torch")
 
 
 @dataclass
@@ -53,9 +65,17 @@ class SegmentCounts:
 
 
 class SegmentRenderer:
-    """Model + detector of one worker; `render` turns a segment of a video into an MP4."""
+    """Model + detector of one worker; `render` turns a segment of a video into an MP4.
 
-    def __init__(self, cfg: RenderConfig, threads: int = 1, device: str = "cpu") -> None:
+    `paste` picks the paste-back path: "cv2" (host), "torch" (the model's device), or
+    "auto": torch on CUDA, cv2 on CPU, where it is faster.
+    """
+
+    def __init__(
+        self, cfg: RenderConfig, threads: int = 1, device: str = "cpu", paste: str = "auto"
+    ) -> None:
+        if paste not in PASTE_CHOICES:
+            raise ValueError(f"paste must be one of {PASTE_CHOICES}, got {paste!r}")
         self.cfg = cfg
         torch.set_num_threads(max(1, threads))
         self.threads = threads
@@ -70,15 +90,24 @@ class SegmentRenderer:
             threads=threads, max_side=cfg.detect_size, score_threshold=min(cfg.min_score, 0.99)
         )
         self.oval = template_oval(self.resolution, self.coverage)
+        self.paste_on_device = paste == "torch" or (paste == "auto" and self.device.type == "cuda")
+        self.oval_device = torch.from_numpy(self.oval).to(self.device)
 
     # -- detection -------------------------------------------------------------------------
-    def detect(self, frames: list[Frame]) -> list[list[Detection]]:
-        """Kept faces per frame; the batch is padded to `batch_size` frames."""
+    def detect(self, frames: list[Frame] | torch.Tensor) -> list[list[Detection]]:
+        """Kept faces per frame; the batch is padded to `batch_size` frames.
+
+        frames: (H, W, 3) uint8 frames, or a (B, H, W, 3) uint8 tensor for a detector
+        that takes one.
+        """
         size = self.cfg.batch_size
         found: list[list[Detection]] = []
         for begin in range(0, len(frames), size):
             chunk = frames[begin : begin + size]
-            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            if isinstance(chunk, torch.Tensor):
+                padded = torch.cat([chunk, chunk[-1:].expand(size - len(chunk), *chunk.shape[1:])])
+            else:
+                padded = chunk + [chunk[-1]] * (size - len(chunk))
             found += self.detector.detect_batch(padded)[: len(chunk)]
         cfg = self.cfg
         return [select_faces(f, cfg.min_face, cfg.min_score, cfg.faces) for f in found]
@@ -102,9 +131,27 @@ class SegmentRenderer:
             masks += list(mask[: len(chunk)])
         return rgbs, masks
 
+    @torch.inference_mode()
+    def swap_faces(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`swap_crops` on the device: (N, 3, R, R) float32 whole numbers in [0, 255] ->
+        swapped crops (N, 3, R, R) rounded to whole numbers, and (N, R, R) float32 masks."""
+        size = self.cfg.batch_size
+        rgbs: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        for begin in range(0, len(crops), size):
+            chunk = crops[begin : begin + size]
+            batch = chunk.new_zeros((size, *chunk.shape[2:], 3))  # channels last, as swap_crops
+            batch[: len(chunk)] = chunk.permute(0, 2, 3, 1)
+            rgb, mask = self.model.swap(batch.permute(0, 3, 1, 2) / 255.0, to=self.to)
+            rgbs.append((rgb[: len(chunk)].clamp(0, 1) * 255.0).round())
+            masks.append(mask[: len(chunk), 0].float())
+        return torch.cat(rgbs), torch.cat(masks)
+
     # -- compositing -----------------------------------------------------------------------
     def composite(self, pending: list[_Pending]) -> list[Frame]:
         """Swap every face of the pending frames (one model pass for all) and blend them in."""
+        if self.paste_on_device:
+            return self.composite_on_device(pending)
         cfg = self.cfg
         jobs = []  # (frame number in `pending`, crop, affine, landmarks)
         for i, item in enumerate(pending):
@@ -127,15 +174,57 @@ class SegmentRenderer:
             ]
         return frames
 
-    def mark_points(self, frames: list[Frame], jobs: list[tuple]) -> list[tuple[int, Landmarks]]:
+    def composite_on_device(self, pending: list[_Pending]) -> list[Frame]:
+        """`composite` with the frames with a face on the model's device, all faces at once."""
+        cfg = self.cfg
+        rows = [i for i, item in enumerate(pending) if item.faces]
+        out = [item.frame for item in pending]
+        if not rows:
+            return out
+        frames = torch.from_numpy(np.stack([out[i] for i in rows])).to(self.device)
+        jobs = []  # (frame number in `frames`, face number, affine, landmarks)
+        for row, i in enumerate(rows):
+            for _, landmarks in pending[i].faces:
+                affine = estimate_affine(landmarks, self.resolution, self.coverage)
+                jobs.append((row, len(jobs), affine, landmarks))
+        face_rows = [row for row, *_ in jobs]
+        affines = np.stack([affine for _, _, affine, _ in jobs])
+        crops = crop_faces(frames, face_rows, affines, self.resolution)
+        rgb, learned = self.swap_faces(crops)
+        rgb = match_colors(rgb, crops, self.oval_device, cfg.color)
+        masks = blend_masks(learned, self.oval_device, cfg.mask_erode, cfg.mask_feather)
+        paste_faces(frames, face_rows, rgb, masks, affines)
+        marks = self.mark_points(frames, jobs)
+        embed_watermarks(
+            frames,
+            [row for row, _ in marks],
+            [points for _, points in marks],
+            cfg.watermark_key,
+            cfg.watermark_strength,
+        )
+        for row, frame in zip(rows, frames.cpu().numpy(), strict=True):
+            out[row] = draw_label(frame) if cfg.label else frame
+        return out
+
+    def mark_points(
+        self, frames: list[Frame] | torch.Tensor, jobs: list[tuple]
+    ) -> list[tuple[int, Landmarks]]:
         """Where to embed the watermark: the landmarks a verifier will find on the new face.
 
         The swapped face has its own eyes and mouth, a few pixels off the target's; the
         mark is placed where the detector sees the swapped face, so `verify` re-aligns to
         the same canonical crop. Falls back to the target's landmarks if it sees none.
+        `jobs` are (frame number, _, _, landmarks); `frames` a list, or a (F, H, W, 3)
+        tensor, which a detector that takes host frames only gets downloaded.
         """
         rows = sorted({i for i, *_ in jobs})
-        redetected = dict(zip(rows, self.detect([frames[i] for i in rows]), strict=True))
+        if not isinstance(frames, torch.Tensor):
+            chosen = [frames[i] for i in rows]
+        elif isinstance(self.detector, RetinaFaceDetector):  # onnxruntime: host frames
+            chosen = list(frames[rows].cpu().numpy())
+        else:
+            chosen = frames[rows]
+        redetected = dict(zip(rows, self.detect(chosen), strict=True))
         points = []
         for i, _, _, landmarks in jobs:
             match = match_face(landmarks, redetected[i], 0.5 * face_scale(landmarks))
