@@ -1,9 +1,10 @@
-"""The GPU check's tiny CPU mode runs end to end, so the command never rots."""
+"""The GPU machine's benchmarks run end to end in their tiny CPU modes, so they never rot."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,25 @@ def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
     assert pipeline["learning"]["finite"] and pipeline["learning"]["passed"]
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "learning check PASSED" in done.stdout
+
+
+@pytest.mark.data
+def test_node_benchmark_tiny_mode_renders_and_extracts(tmp_path):
+    shared_video("person_d__liveportrait_d18.mp4")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "node", "--tiny", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "node.json").read_text())
+    assert set(results["stages_alone"]) == {"decode", "detect", "model", "encode"}
+    assert results["render"]["frames_per_s"] > 0 and "actors x" in results["render"]["plan"]
+    assert results["extract"]["cpu"]["frames_per_s"] > 0
+    if shutil.which("nvidia-smi") is None:
+        assert results["render"]["gpu_util"]["mean"] is None  # nothing to sample
