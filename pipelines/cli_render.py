@@ -84,6 +84,13 @@ def render(
             show_default=False,
         ),
     ] = None,
+    detector: Annotated[
+        str,
+        typer.Option(
+            help="RetinaFace backend: auto (torch on the GPU with --gpu, onnxruntime on CPU, "
+            "where it is faster), torch or onnxruntime."
+        ),
+    ] = "auto",
     batch_size: Annotated[
         int, typer.Option(help="Faces per model pass and frames per detector pass.")
     ] = 8,
@@ -147,6 +154,7 @@ def render(
         cpus_per_worker=cpus_per_worker,
         gpu=gpu,
         gpus_per_worker=gpus_per_worker,
+        detector=detector,
         batch_size=batch_size,
         detect_size=detect_size,
         min_score=min_score,

@@ -334,6 +334,7 @@ class RenderConfig:
     cpus_per_worker: float = 1.0
     gpu: bool = False
     gpus_per_worker: float | None = None  # None: the node's GPUs shared by its actors
+    detector: str = "auto"  # auto: torch on a GPU, onnxruntime on CPU (faster there)
     batch_size: int = 8
     detect_size: int = 640
     min_score: float = 0.8
@@ -365,12 +366,7 @@ class RenderConfig:
         _check(self.segment_frames >= 16, "segment_frames", self.segment_frames, "must be >= 16")
         _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
-        _check(
-            self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,
-            "gpus_per_worker",
-            self.gpus_per_worker,
-            "in (0, 8]",
-        )
+        _check_devices(self.gpu, self.gpus_per_worker, self.detector)
         _check(1 <= self.batch_size <= 256, "batch_size", self.batch_size, "must be in [1, 256]")
         _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
         _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
@@ -409,6 +405,7 @@ class RenderConfig:
         "direction",
         "segment_frames",
         "gpu",
+        "detector",
         "batch_size",
         "detect_size",
         "min_score",

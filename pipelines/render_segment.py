@@ -36,6 +36,7 @@ from ops.blend import blend_mask, match_color, paste_back, template_oval
 from ops.blend_torch import blend_masks, crop_faces, match_colors, paste_faces
 from ops.checkpoint import load_checkpoint
 from ops.detect import RetinaFaceDetector, select_faces
+from ops.detect_torch import make_detector
 from ops.label import draw_label
 from ops.smooth import face_scale, match_face, smooth_faces
 from ops.types import Detection, Frame, Landmarks
@@ -86,8 +87,12 @@ class SegmentRenderer:
         self.resolution = loaded.model_config.resolution
         self.coverage = loaded.coverage
         self.to = "b" if cfg.direction == "a2b" else "a"
-        self.detector = RetinaFaceDetector(
-            threads=threads, max_side=cfg.detect_size, score_threshold=min(cfg.min_score, 0.99)
+        self.detector = make_detector(  # torch on CUDA; --detector picks on CPU
+            str(self.device),
+            threads=threads,
+            max_side=cfg.detect_size,
+            score_threshold=min(cfg.min_score, 0.99),
+            backend=cfg.detector,
         )
         self.oval = template_oval(self.resolution, self.coverage)
         self.paste_on_device = paste == "torch" or (paste == "auto" and self.device.type == "cuda")

@@ -21,6 +21,13 @@ def test_render_bad_flag_exits_2_naming_it(tmp_path) -> None:
         app, ["render", str(tmp_path), "v.mp4", "--out", str(tmp_path), "--direction", "x2y"]
     )
     assert result.exit_code == 2 and "--direction" in result.output
+    for flags, named in (
+        (["--detector", "dlib"], "--detector"),
+        (["--gpu", "--detector", "onnxruntime"], "--detector"),
+        (["--gpus-per-worker", "0"], "--gpus-per-worker"),
+    ):
+        result = runner.invoke(app, ["render", str(tmp_path), "v.mp4", "--out", "o", *flags])
+        assert result.exit_code == 2 and named in result.output, result.output
 
 
 def test_render_missing_or_corrupt_checkpoint_exits_2(tmp_path) -> None:

@@ -79,11 +79,14 @@ def test_torch_paste_gives_the_frames_of_the_cv2_path(checkpoint, target, color)
 
 
 def test_torch_paste_output_carries_a_verifiable_watermark(checkpoint, tmp_path) -> None:  # noqa: F811
+    """The whole CUDA path on CPU: RetinaFace in torch, torch paste-back and watermark."""
     source = str(shared_video(TARGETS[1]))
-    cfg = RenderConfig(checkpoint, (source,), str(tmp_path))
+    cfg = RenderConfig(checkpoint, (source,), str(tmp_path), detector="torch")
     fps = frame_rate_of(source)
     part = str(tmp_path / "part.mp4")
-    counts = SegmentRenderer(cfg, paste="torch").render(source, 0, 12, part, fps)
+    renderer = SegmentRenderer(cfg, paste="torch")
+    assert not isinstance(renderer.detector, RetinaFaceDetector)  # the torch network
+    counts = renderer.render(source, 0, 12, part, fps)
     assert counts.frames == counts.swapped_frames == 12
     rendered = _frames(part, 12)
     small = str(tmp_path / "small.mp4")  # half size, then H.264 at CRF 28
