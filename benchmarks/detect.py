@@ -38,10 +38,9 @@ def frames_per_s(detector: Detector, frames: list[Frame], batch: int, seconds: f
     """Frames/s of `detector.detect_batch` over batches of `batch` frames for about `seconds`."""
     batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
     done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for chunk in batches:
-            detector.detect_batch(chunk)
-            done += len(chunk)
+    while done == 0 or time.perf_counter() - start < seconds:
+        detector.detect_batch(batches[(done // batch) % len(batches)])
+        done += batch
     return done / (time.perf_counter() - start)
 
 
