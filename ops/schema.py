@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: faces gained identity_distance (extract --reference)
 
 # faces dataset
 IDENTITY = "identity"
@@ -27,6 +27,7 @@ COVERAGE = "coverage"
 IMAGE = "image"
 IMAGE_FORMAT = "image_format"
 SHARPNESS = "sharpness"
+IDENTITY_DISTANCE = "identity_distance"
 ERROR = "error"
 
 FACES_SCHEMA = pa.schema(
@@ -46,6 +47,8 @@ FACES_SCHEMA = pa.schema(
         pa.field(IMAGE, pa.binary()),
         pa.field(IMAGE_FORMAT, pa.string()),  # "png", "jpeg" or "webp"
         pa.field(SHARPNESS, pa.float32()),
+        # distance to the --reference person (ops.identity); null when extracted without one
+        pa.field(IDENTITY_DISTANCE, pa.float32()),
         pa.field(ERROR, pa.string()),  # null when the row is fine
     ],
     metadata={b"rayswap.schema": b"faces", b"rayswap.schema_version": str(SCHEMA_VERSION).encode()},
@@ -103,10 +106,20 @@ def format_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
+# faces columns added after schema version 1, with the version that added them: datasets
+# written before them lack the column, and readers treat it as all null
+ADDED_FACES_COLUMNS = {IDENTITY_DISTANCE: 2}
+
+
 def check_faces_schema(schema: pa.Schema, where: str) -> None:
-    """Raise ValueError naming `where` if `schema` lacks a faces column or has a wrong type."""
+    """Raise ValueError naming `where` if `schema` lacks a faces column or has a wrong type.
+
+    Columns of ADDED_FACES_COLUMNS may be missing (datasets of an earlier schema version).
+    """
     for field in FACES_SCHEMA:
         if field.name not in schema.names:
+            if field.name in ADDED_FACES_COLUMNS:
+                continue
             raise ValueError(
                 f"{where}: not a rayswap faces dataset (missing column {field.name!r})"
             )
