@@ -32,12 +32,13 @@ import ray
 import ray.data
 
 from ops import schema, storage
-from ops.align import align_face
+from ops.align import align_face, transform_points
 from ops.detect import select_faces
 from ops.detect_torch import make_detector
+from ops.identity import IdentityEmbedder, identity_distances
 from ops.quality import encode_crop, sharpness
 from ops.sources import VideoSource
-from ops.types import FrameRange
+from ops.types import Detection, Frame, FrameRange
 from ops.video import iter_frames
 from pipelines.config import ExtractConfig, StageSummary, config_json, parse_label_selector
 from pipelines.extract_plan import (
@@ -50,6 +51,7 @@ from pipelines.extract_plan import (
     segment_path,
     segment_report,
 )
+from pipelines.extract_reference import load_reference
 from pipelines.node_plan import ActorPlan, cluster_nodes, plan_actors
 from pipelines.ray_setup import actor_pool, connect_ray
 
@@ -71,11 +73,13 @@ def _table_bytes(table: pa.Table) -> bytes:
 class FaceExtractor:
     """Ray Data actor: decode + detect + align + encode the frames of one segment per row.
 
-    Owns one RetinaFace session whose thread count matches the actor's CPUs. Per-item
-    failures are caught in exactly one place (`__call__`) and become error rows.
+    Owns one RetinaFace session whose thread count matches the actor's CPUs, and with
+    --reference one identity embedder and the reference person's embeddings (computed
+    once on the driver). Per-item failures are caught in exactly one place (`__call__`)
+    and become error rows.
     """
 
-    def __init__(self, cfg: dict, out: str) -> None:
+    def __init__(self, cfg: dict, out: str, reference: np.ndarray | None = None) -> None:
         self.cfg = ExtractConfig(**cfg)
         self.out = out
         self.threads = max(1, int(round(self.cfg.cpus_per_worker)))
@@ -86,6 +90,10 @@ class FaceExtractor:
             score_threshold=min(self.cfg.min_score, 0.99),
             backend=self.cfg.detector,
         )
+        self.reference = None if reference is None else np.asarray(reference, np.float32)
+        if self.cfg.reference and self.reference is None:
+            raise ValueError("--reference: the actors need the reference embeddings")
+        self.embedder = IdentityEmbedder() if self.reference is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         reports = []
@@ -127,29 +135,63 @@ class FaceExtractor:
         cfg = self.cfg
         stop = None if row["stop"] < 0 else row["stop"]
         rows: list[dict] = []
-        frames = filtered = 0
+        counts = {"frames": 0, "filtered": 0, "rejected": 0}
+        # with --reference every face is a candidate: "largest" is the person's largest face
+        which = "all" if self.reference is not None else cfg.faces
         with storage.open_media(row["video"]) as local:
             seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek
             stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads, seek)
             for chunk in _batched(stream, cfg.detect_batch):
                 detections = self.detector.detect_batch([frame for _, _, frame in chunk])
+                faces_per_frame = []
                 for (index, time_s, frame), found in zip(chunk, detections, strict=True):
                     self._maybe_fail(index)
-                    frames += 1
-                    kept = select_faces(found, cfg.min_face, cfg.min_score, cfg.faces)
-                    filtered += len(found) - len(kept)
-                    for face_index, detection in enumerate(kept):
-                        face_row = self._face_row(row, index, time_s, face_index, frame, detection)
-                        if face_row is None:
-                            filtered += 1
-                        else:
-                            rows.append(face_row)
-        if frames == 0 and row["start"] == 0:
+                    counts["frames"] += 1
+                    kept = select_faces(found, cfg.min_face, cfg.min_score, which)
+                    counts["filtered"] += len(found) - len(kept)
+                    faces = [
+                        self._face(row, index, time_s, face_index, frame, detection)
+                        for face_index, detection in enumerate(kept)
+                    ]
+                    counts["filtered"] += sum(face is None for face in faces)
+                    faces_per_frame.append([face for face in faces if face is not None])
+                rows.extend(self._keep_faces(faces_per_frame, counts))
+        if counts["frames"] == 0 and row["start"] == 0:
             raise ValueError(f"{storage.strip_query(row['video'])}: no decodable frames")
         table = pa.Table.from_pylist(rows, schema=schema.FACES_SCHEMA)
         path = segment_path(self.out, row["identity"], row["video_id"], row["start"])
         storage.write_bytes_atomic(path, _table_bytes(table))
-        return {"frames": frames, "faces": len(rows), "filtered": filtered}
+        return {**counts, "faces": len(rows)}
+
+    def _keep_faces(
+        self, faces_per_frame: list[list[tuple[dict, Frame, np.ndarray]]], counts: dict[str, int]
+    ) -> list[dict]:
+        """The rows to write: every face, or with --reference only the person's (counted)."""
+        if self.reference is not None and any(faces_per_frame):
+            crops = np.stack([crop for faces in faces_per_frame for _, crop, _ in faces])
+            landmarks = np.stack([points for faces in faces_per_frame for _, _, points in faces])
+            # one batch through the embedder for the whole chunk of frames
+            distances = iter(
+                identity_distances(self.embedder.embed(crops, landmarks), self.reference)
+            )
+            for faces in faces_per_frame:
+                for face_row, _, _ in faces:
+                    face_row[schema.IDENTITY_DISTANCE] = float(next(distances))
+            for i, faces in enumerate(faces_per_frame):
+                matched = [
+                    f for f in faces if f[0][schema.IDENTITY_DISTANCE] <= self.cfg.max_distance
+                ]
+                counts["rejected"] += len(faces) - len(matched)
+                if self.cfg.faces == "largest":  # candidates come largest first
+                    counts["filtered"] += len(matched[1:])
+                    matched = matched[:1]
+                faces_per_frame[i] = matched
+        rows = []
+        for faces in faces_per_frame:
+            for face_row, crop, _ in faces:
+                face_row[schema.IMAGE] = encode_crop(crop, self.cfg.image_format)
+                rows.append(face_row)
+        return rows
 
     def _maybe_fail(self, index: int) -> None:
         """Fault injection for tests: the worker that reaches frame `fail_at_frame` dies, once."""
@@ -161,13 +203,22 @@ class FaceExtractor:
         storage.write_bytes_atomic(marker, str(index).encode())
         os._exit(1)  # as if killed: no exception, no cleanup; Ray restarts the actor
 
-    def _face_row(self, row, index, time_s, face_index, frame, detection) -> dict | None:
+    def _face(
+        self,
+        row: dict,
+        index: int,
+        time_s: float,
+        face_index: int,
+        frame: Frame,
+        detection: Detection,
+    ) -> tuple[dict, Frame, np.ndarray] | None:
+        """(row without its image, crop, crop landmarks) of one face; None if too blurry."""
         cfg = self.cfg
         crop, affine = align_face(frame, detection.landmarks, cfg.size, cfg.coverage)
         crop_sharpness = sharpness(crop)
         if crop_sharpness < cfg.min_sharpness:
             return None
-        return {
+        face_row = {
             schema.IDENTITY: row["identity"],
             schema.VIDEO: storage.strip_query(row["video"]),
             schema.VIDEO_ID: row["video_id"],
@@ -180,11 +231,13 @@ class FaceExtractor:
             schema.AFFINE: affine.reshape(-1).tolist(),
             schema.SIZE: cfg.size,
             schema.COVERAGE: cfg.coverage,
-            schema.IMAGE: encode_crop(crop, cfg.image_format),
+            schema.IMAGE: None,  # encoded once the face is kept
             schema.IMAGE_FORMAT: cfg.image_format,
             schema.SHARPNESS: crop_sharpness,
+            schema.IDENTITY_DISTANCE: None,
             schema.ERROR: None,
         }
+        return face_row, crop, transform_points(detection.landmarks, affine)
 
     def _write_error(self, row: dict, stage: str, error: str) -> None:
         record = {
@@ -220,7 +273,11 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
 
 
 def build_extract_dataset(
-    cfg: ExtractConfig, sources: list[VideoSource], done: frozenset[str], actors: ActorPlan
+    cfg: ExtractConfig,
+    sources: list[VideoSource],
+    done: frozenset[str],
+    actors: ActorPlan,
+    reference: np.ndarray | None = None,
 ) -> ray.data.Dataset:
     """The plan -> extract pipeline; its rows are one report per segment."""
     items = [{"video": s.uri, "identity": s.identity} for s in sources]
@@ -236,7 +293,7 @@ def build_extract_dataset(
     # [2] extract: one actor per worker holds a detector; one segment per call
     return segments.map_batches(
         FaceExtractor,
-        fn_constructor_kwargs={"cfg": cfg_dict, "out": cfg.out},
+        fn_constructor_kwargs={"cfg": cfg_dict, "out": cfg.out, "reference": reference},
         batch_size=1,
         compute=actor_pool(cfg.workers, actors.workers),
         num_cpus=actors.cpus_each,
@@ -260,10 +317,16 @@ def run_extract(
     cfg: ExtractConfig,
     sources: list[VideoSource] | None = None,
     on_progress: Callable[[dict, dict], None] | None = None,
+    reference: np.ndarray | None = None,
 ) -> StageSummary:
-    """Run extraction to completion; return the summary. Progress goes to `on_progress`."""
+    """Run extraction to completion; return the summary. Progress goes to `on_progress`.
+
+    reference: the --reference embeddings (`load_reference`), loaded here if not given.
+    """
     started = time.perf_counter()
     sources = prepare_extract(cfg) if sources is None else sources
+    if cfg.reference and reference is None:
+        reference = load_reference(cfg.reference, cfg.detect_size)
     storage.make_dirs(storage.join(cfg.out, "faces"))
     write_configs(cfg)
     done = list_done_segments(cfg.out)
@@ -272,7 +335,7 @@ def run_extract(
     actors = plan_actors(
         cluster_nodes(), cfg.cpus_per_worker, cfg.gpu, cfg.workers, cfg.gpus_per_worker, 0.0
     )
-    dataset = build_extract_dataset(cfg, sources, done, actors)
+    dataset = build_extract_dataset(cfg, sources, done, actors, reference)
 
     totals = {
         "videos": len(sources),
@@ -280,6 +343,9 @@ def run_extract(
         "frames": 0,
         "faces": 0,
         "filtered": 0,
+        "rejected": 0,  # faces of someone other than the --reference person
+        "reference": len(reference) if reference is not None else 0,  # reference faces
+        "max_distance": cfg.max_distance or 0.0,
         "skipped": 0,
         "errors": 0,
         "workers": actors.workers,
@@ -295,6 +361,7 @@ def run_extract(
         totals["frames"] += report["frames"]
         totals["faces"] += report["faces"]
         totals["filtered"] += report["filtered"]
+        totals["rejected"] += report["rejected"]
         totals["skipped"] += report["stage"] == "skipped"
         if report["error"]:
             totals["errors"] += 1

@@ -7,6 +7,7 @@ Ray-free helpers of pipelines/extract.py. `plan_segments` runs as a Ray Data fla
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, fields
 
 from ops import schema, storage
 from ops.sources import VideoSource, expand_inputs, probe_source, split_source, video_id
@@ -24,6 +25,7 @@ REPORT_KEYS = (
     "frames",
     "faces",
     "filtered",
+    "rejected",  # faces farther than --max-distance from the --reference person
     "seconds",
     "began_at",  # wall clock (epoch s) when the segment's work began
 )
@@ -63,7 +65,8 @@ def list_done_segments(out: str) -> frozenset[str]:
 
 def segment_report(row: dict, **fields) -> dict:
     report = {key: row.get(key) for key in REPORT_KEYS}
-    report.update(frames=0, faces=0, filtered=0, seconds=0.0, began_at=0.0, stage="", error="")
+    report.update(frames=0, faces=0, filtered=0, rejected=0, seconds=0.0, began_at=0.0)
+    report.update(stage="", error="")
     report.update(fields)
     return report
 
@@ -108,12 +111,16 @@ def check_resume(cfg: ExtractConfig) -> None:
     if not storage.exists(path):
         return
     previous = json.loads(storage.read_bytes(path)).get("config", {})
+    # a field newer than the output's config held its default there (no --reference)
+    defaults = {f.name: f.default for f in fields(ExtractConfig) if f.default is not MISSING}
     for name in ExtractConfig.OUTPUT_FIELDS:
-        if name in previous and previous[name] != getattr(cfg, name):
+        current = json.loads(json.dumps(getattr(cfg, name)))  # tuples as the JSON lists
+        before = previous.get(name, json.loads(json.dumps(defaults.get(name))))
+        if previous and before != current:
             flag = "--" + name.replace("_", "-")
             raise ValueError(
-                f"{cfg.out} was written with {flag} {previous[name]!r}, this run asks for "
-                f"{getattr(cfg, name)!r}; use the same settings to resume, or a new --out"
+                f"{cfg.out} was written with {flag} {before!r}, this run asks for "
+                f"{current!r}; use the same settings to resume, or a new --out"
             )
 
 
