@@ -263,6 +263,9 @@ cli_render.register(app)
 from pipelines import cli_verify  # noqa: E402
 
 cli_verify.register(app)
+from pipelines import cli_faces  # noqa: E402
+
+cli_faces.register(app)
 
 
 def main() -> None:
