@@ -198,12 +198,14 @@ def pipeline_child(spec: dict) -> dict:
             every_n=spec["every_n"],
             workers=spec["workers"],
             segment_frames=spec["segment_frames"],
+            reference=tuple(spec.get("reference") or ()),
         )
         summary = run_extract(cfg)
         ray.shutdown()
     return {
         "frames": summary.counts["frames"],
         "faces": summary.counts["faces"],
+        "rejected": summary.counts["rejected"],
         "seconds": summary.seconds,
         "working_seconds": summary.counts["working_seconds"],
         "peak_rss": memory.peak,
@@ -211,7 +213,14 @@ def pipeline_child(spec: dict) -> dict:
     }
 
 
-def run_pipeline(clips: list[str], workers: int, every_n: int, segment_frames: int) -> dict:
+def run_pipeline(
+    clips: list[str],
+    workers: int,
+    every_n: int,
+    segment_frames: int,
+    reference: list[str] | None = None,
+) -> dict:
+    """One extract in a fresh process; `reference` as `--reference` (benchmarks/identity.py)."""
     with tempfile.TemporaryDirectory(prefix="rayswap-bench-") as out:
         spec = {
             "clips": clips,
@@ -219,6 +228,7 @@ def run_pipeline(clips: list[str], workers: int, every_n: int, segment_frames: i
             "every_n": every_n,
             "out": out + "/out",
             "segment_frames": segment_frames,
+            "reference": reference,
         }
         code = (
             "import json,sys; from benchmarks.extract import pipeline_child; "

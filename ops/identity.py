@@ -13,9 +13,9 @@ ways to get there from a rayswap face are implemented (`alignment=`):
 - "template": a similarity transform of our 5 landmarks onto the place those same points
   take in dlib's chip (`CHIP_TEMPLATE`, measured over real faces);
 - "resize": the aligned crop re-cut at coverage 1.5 and resized to 150 px.
-On 319 faces of 13 people of ../shared/data (`python -m benchmarks identity`), "dlib"
+On 295 faces of 12 people of ../shared/data (`python -m benchmarks identity`), "dlib"
 ranks best (ROC-AUC of face pairs from different files 0.998, "template" 0.997, "resize"
-0.81); the shape predictor costs about 1 ms of the ~100 ms a face takes.
+0.80); the shape predictor costs about 1 ms of the ~85 ms of CPU a face takes.
 
 Distances. `identity_distances` measures each face against a gallery of one person by the
 Euclidean distance to the gallery's mean descriptor: at the same share of other people

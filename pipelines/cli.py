@@ -161,7 +161,7 @@ def extract(
         float | None,
         typer.Option(
             help=f"With --reference: the largest identity distance kept (default "
-            f"{DEFAULT_MAX_DISTANCE}: on the shared test media it keeps 87-94% of a person's "
+            f"{DEFAULT_MAX_DISTANCE}: on the shared test media it keeps 89-94% of a person's "
             "faces and rejects other people; lower it for look-alikes, raise it to keep more "
             "of the person).",
             show_default=False,
