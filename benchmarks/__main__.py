@@ -11,7 +11,7 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
-EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity")
+EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> None:

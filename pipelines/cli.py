@@ -266,6 +266,9 @@ cli_verify.register(app)
 from pipelines import cli_faces  # noqa: E402
 
 cli_faces.register(app)
+from pipelines import cli_evaluate  # noqa: E402
+
+cli_evaluate.register(app)
 
 
 def main() -> None:

@@ -129,6 +129,22 @@ def render(
             "faces get more, larger less. Higher survives harsher edits, lower is harder to see."
         ),
     ] = 3.0,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            help="Also score every swap as `rayswap evaluate` does (identity, pose, jitter, "
+            "seam), in the render actors; needs --a and --b and the eval extra. Writes "
+            "OUT/evaluation.parquet and prints the table."
+        ),
+    ] = False,
+    evaluate_every_n: Annotated[
+        int, typer.Option(help="With --evaluate, score frames whose number is a multiple of n.")
+    ] = 1,
+    a: Annotated[
+        str | None,
+        typer.Option(help="With --evaluate: faces of A (OUT/faces/a of `rayswap extract`)."),
+    ] = None,
+    b: Annotated[str | None, typer.Option(help="With --evaluate: faces of B.")] = None,
     address: AddressOption = None,
     max_error_fraction: MaxErrorOption = 0.0,
     fail_at_frame: Annotated[int | None, typer.Option(hidden=True)] = None,
@@ -172,6 +188,10 @@ def render(
         address=address,
         max_error_fraction=max_error_fraction,
         fail_at_frame=fail_at_frame,
+        evaluate=evaluate,
+        evaluate_every_n=evaluate_every_n,
+        a=None if a is None else absolute(a),
+        b=None if b is None else absolute(b),
     )
     check_out_dir(cfg.out)
     plan = usage_check(prepare_render, cfg)
@@ -185,7 +205,15 @@ def render(
         on_progress=segment_progress(progress, "render", {"swapped_frames": "swapped"}),
     )
     progress.close()
-    finish(summary, cfg.max_error_fraction, render_summary_lines(summary))
+    lines = render_summary_lines(summary)
+    if cfg.evaluate:
+        from ops.storage import join
+        from pipelines.cli_evaluate import metrics_table, read_metrics_rows
+        from pipelines.evaluate import EVALUATION_FILE
+
+        path = join(cfg.out, EVALUATION_FILE)
+        lines += [*metrics_table(read_metrics_rows(path)), f"metrics:  {path}"]
+    finish(summary, cfg.max_error_fraction, lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -375,6 +375,10 @@ class RenderConfig:
     address: str | None = None
     max_error_fraction: float = 0.0
     fail_at_frame: int | None = None  # fault injection for tests: a worker dies once, here
+    evaluate: bool = False  # swap metrics in the actors (pipelines/evaluate.py); needs a, b
+    evaluate_every_n: int = 1  # evaluate frames whose number is a multiple of this
+    a: str | None = None  # faces of A (the galleries of --evaluate)
+    b: str | None = None  # faces of B
 
     def __post_init__(self) -> None:
         _check(bool(self.checkpoint), "checkpoint", self.checkpoint, "give a checkpoint")
@@ -422,6 +426,15 @@ class RenderConfig:
             self.fail_at_frame,
             "must be >= 0",
         )
+        _check(self.evaluate_every_n >= 1, "evaluate_every_n", self.evaluate_every_n, ">= 1")
+        for side in ("a", "b"):
+            given = getattr(self, side) is not None
+            _check(
+                given == self.evaluate,
+                side,
+                getattr(self, side),
+                "give --a and --b with --evaluate (the faces of A and B), and only then",
+            )
 
     # settings that change the rendered pixels; a resumed run must keep them
     OUTPUT_FIELDS = (
@@ -464,3 +477,41 @@ class VerifyConfig:
         _check(self.max_frames >= 3, "max_frames", self.max_frames, "must be >= 3")
         _check(self.detect_size >= 64, "detect_size", self.detect_size, "must be >= 64 px")
         _check(0.0 <= self.min_score <= 1.0, "min_score", self.min_score, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Settings of `rayswap evaluate`."""
+
+    render: str  # the --out folder of `rayswap render` (manifest.parquet, _config.json)
+    a: str
+    b: str
+    every_n: int = 1
+    max_frames: int | None = None  # per video, from its start; None: all
+    gallery_size: int = 200
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    address: str | None = None
+    max_error_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(bool(self.render), "render", self.render, "give the --out folder of a render")
+        _check(bool(self.a), "a", self.a, "give the faces folder of identity a")
+        _check(bool(self.b), "b", self.b, "give the faces folder of identity b")
+        _check(self.a != self.b, "b", self.b, "must differ from --a")
+        _check(self.every_n >= 1, "every_n", self.every_n, "must be >= 1")
+        _check(
+            self.max_frames is None or self.max_frames >= 1,
+            "max_frames",
+            self.max_frames,
+            "must be >= 1",
+        )
+        _check(self.gallery_size >= 1, "gallery_size", self.gallery_size, "must be >= 1")
+        _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "must be > 0")
+        _check(
+            0.0 <= self.max_error_fraction <= 1.0,
+            "max_error_fraction",
+            self.max_error_fraction,
+            "must be in [0, 1]",
+        )

@@ -144,7 +144,7 @@ class FaceSwapper:
     committed as its part file, then its record (OUT/_parts/<video_id>/<start>.json).
     """
 
-    def __init__(self, cfg: dict, checkpoint_step: int) -> None:
+    def __init__(self, cfg: dict, checkpoint_step: int, galleries: list | None = None) -> None:
         import torch
 
         from pipelines.render_segment import SegmentRenderer
@@ -154,6 +154,11 @@ class FaceSwapper:
         threads = max(1, int(round(self.cfg.cpus_per_worker)))
         device = "cuda" if self.cfg.gpu and torch.cuda.is_available() else "cpu"
         self.renderer = SegmentRenderer(self.cfg, threads=threads, device=device)
+        if galleries is not None:  # --evaluate
+            from pipelines.evaluate_render import SegmentEvaluator
+
+            every_n = self.cfg.evaluate_every_n
+            self.renderer.evaluator = SegmentEvaluator(self.renderer, galleries, every_n)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         reports = []
@@ -184,6 +189,9 @@ class FaceSwapper:
         # object-store videos are read in place (ranged reads), never downloaded whole
         with storage.open_media(row["video"]) as media:
             fps = frame_rate_of(media)
+        evaluator = self.renderer.evaluator
+        if evaluator is not None:
+            evaluator.start(storage.strip_query(row["video"]))
         with storage.open_media(row["video"]) as media, tempfile.TemporaryDirectory() as tmp:
             part = os.path.join(tmp, "part.mp4")
             seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek
@@ -192,6 +200,10 @@ class FaceSwapper:
                 raise ValueError(f"{storage.strip_query(row['video'])}: no decodable frames")
             if counts.frames:
                 storage.upload_file_atomic(part, row["part"])
+        if evaluator is not None:  # before the segment record: a resumed run finds it
+            from pipelines.evaluate_render import write_segment
+
+            write_segment(self.cfg.out, row["video_id"], row["start"], evaluator.take())
         return {
             "frames": counts.frames,
             "swapped_frames": counts.swapped_frames,
@@ -260,10 +272,12 @@ def build_render_dataset(
     finished: frozenset[str],
     actors: ActorPlan,
     per_video: int = 1,
+    galleries: list | None = None,
 ) -> ray.data.Dataset:
     """The plan -> render pipeline; its rows are one report per segment.
 
-    Actors get the pinned checkpoint's exact path and step, never the training folder.
+    Actors get the pinned checkpoint's exact path and step, never the training folder;
+    with --evaluate, the galleries of A and B too.
     """
     names = output_names(plan.sources)
     items = [{"video": s.uri, "output": names[s.uri]} for s in plan.sources]
@@ -289,7 +303,11 @@ def build_render_dataset(
     pinned = replace(cfg, checkpoint=plan.checkpoint.path)
     return segments.map_batches(
         FaceSwapper,
-        fn_constructor_kwargs={"cfg": asdict(pinned), "checkpoint_step": plan.checkpoint.step},
+        fn_constructor_kwargs={
+            "cfg": asdict(pinned),
+            "checkpoint_step": plan.checkpoint.step,
+            "galleries": galleries,
+        },
         batch_size=1,
         compute=actor_pool(cfg.workers, actors.workers),
         num_cpus=actors.cpus_each,
@@ -309,6 +327,12 @@ def prepare_render(cfg: RenderConfig) -> RenderPlan:
 
     pin = pin_checkpoint(cfg)
     load_checkpoint(pin.path)
+    if cfg.evaluate:  # the faces of A and B, and the embedder's packages
+        from pipelines.evaluate import check_eval_extra, faces_files
+
+        faces_files(cfg.a, "--a")
+        faces_files(cfg.b, "--b")
+        check_eval_extra("--evaluate")
     # Actors that ask for a GPU nobody has would wait forever: refuse before starting.
     if cfg.gpu and ray.is_initialized() and ray.cluster_resources().get("GPU", 0) <= 0:
         raise ValueError("--gpu: the Ray cluster this process joined has no GPU; drop --gpu")
@@ -463,7 +487,12 @@ def run_render(
         cfg, stage="render", checkpoint=pinned, segments_per_video=per_video
     ).encode()
     storage.write_bytes_atomic(storage.join(cfg.out, "_config.json"), payload)
-    dataset = build_render_dataset(cfg, plan, finished, actors, per_video)
+    galleries = None
+    if cfg.evaluate:  # [0] the identity galleries, embedded once for every actor
+        from pipelines.evaluate_render import prepare_galleries
+
+        galleries = prepare_galleries(cfg)
+    dataset = build_render_dataset(cfg, plan, finished, actors, per_video, galleries)
     totals = {"videos": len(plan.sources), "segments": 0, "frames": 0, "swapped_frames": 0}
     totals |= {"faces_missed": 0, "skipped_videos": 0, "skipped_segments": 0}
     totals |= {"workers": actors.workers, "cpus_each": actors.cpus_each}
@@ -471,6 +500,10 @@ def run_render(
     rows = _collect(dataset, cfg, plan.checkpoint, finished, totals, on_progress)
     rows.sort(key=lambda r: r[schema.VIDEO])
     manifest = write_manifest(cfg.out, rows)
+    if cfg.evaluate:
+        from pipelines.evaluate_render import write_render_evaluation
+
+        write_render_evaluation(cfg, [s.uri for s in plan.sources], rows)
     if not storage.list_files(storage.join(cfg.out, PARTS)):  # parts of failed videos stay
         _delete_parts(cfg.out)
     seconds = time.perf_counter() - started

@@ -97,6 +97,9 @@ class SegmentRenderer:
         self.oval = template_oval(self.resolution, self.coverage)
         self.paste_on_device = paste == "torch" or (paste == "auto" and self.device.type == "cuda")
         self.oval_device = torch.from_numpy(self.oval).to(self.device)
+        # --evaluate: sees each (source, output) pair before it is encoded
+        # (pipelines.evaluate_render.SegmentEvaluator); None renders only
+        self.evaluator = None
 
     # -- detection -------------------------------------------------------------------------
     def detect(self, frames: list[Frame] | torch.Tensor) -> list[list[Detection]]:
@@ -309,7 +312,10 @@ class SegmentRenderer:
         counts: SegmentCounts,
         on_frame: Callable[[int], None] | None,
     ) -> None:
-        for item, frame in zip(pending, self.composite(pending), strict=True):
+        outputs = self.composite(pending)
+        if self.evaluator is not None:
+            self.evaluator.observe(pending, outputs)
+        for item, frame in zip(pending, outputs, strict=True):
             writer.write(frame)
             counts.frames += 1
             counts.swapped_frames += bool(item.faces)
