@@ -3,6 +3,9 @@
     python -m benchmarks node [--out DIR] [--checkpoint CKPT] [--copies 13]
     python -m benchmarks node --tiny --out DIR     # the same steps, seconds long, on CPU
 
+`--tiny` renders 48 frames of one clip with one actor per CPU of this machine (so a test
+shows a render that takes every CPU still finishes, with the clip split among the actors).
+
 Prepared for the GPU machine (it needs only what ../shared/gpu/stage.sh stages) and fits
 in about 6 minutes there. In one run it measures and writes DIR/node.json:
 1. the input: `--copies` copies of person_e (1280x720, 30 fps, 9.4 s each; 13 copies are
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +42,7 @@ from ops.video import iter_frames, write_video
 ROOT = Path(__file__).resolve().parents[1]
 CLIP, TINY_CLIP = "person_e__liveportrait_s18.mp4", "person_d__liveportrait_d18.mp4"
 RATE = re.compile(r"\(([\d.]+) frames/s, ([^)]*)\)")
+SEGMENTS = re.compile(r"(\d+) segments")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -99,10 +104,12 @@ def _rayswap(args: list[str]) -> tuple[str, float]:
 
 def _summary_rate(stdout: str) -> dict:
     """frames/s and the plan text from a stage's summary line."""
-    found = RATE.search(stdout.splitlines()[0])
+    line = stdout.splitlines()[0]
+    found, segments = RATE.search(line), SEGMENTS.search(line)
+    rate = {"segments": int(segments.group(1)) if segments else None}
     if found is None:
-        return {"frames_per_s": None, "plan": stdout.splitlines()[0]}
-    return {"frames_per_s": float(found.group(1)), "plan": found.group(2)}
+        return {**rate, "frames_per_s": None, "plan": line}
+    return {**rate, "frames_per_s": float(found.group(1)), "plan": found.group(2)}
 
 
 def stage_rates(clip: str, checkpoint: str, device: str, frames_n: int) -> dict[str, float]:
@@ -171,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         device = "cuda" if gpu else "cpu"
         results["stages_alone"] = stage_rates(clip, checkpoint, device, 24 if args.tiny else 120)
         flags = ["--gpu"] if gpu else []
+        if args.tiny:  # one actor per CPU of this machine: a render that takes every CPU
+            flags += ["--workers", str(os.cpu_count() or 1)]
         with GpuSampler() as sampler:
             stdout, seconds = _rayswap(
                 ["render", checkpoint, *inputs, "--out", str(work / "r"), *flags]

@@ -78,38 +78,3 @@ def test_render_rerun_with_a_changed_flag_exits_2_naming_it(tmp_path) -> None:
     (out / "_config.json").write_text(config_json(earlier, stage="render", checkpoint=pinned))
     result = runner.invoke(app, ["render", ckpt, str(video), "--out", str(out), "--crf", "30"])
     assert result.exit_code == 2 and "--crf" in result.output
-
-
-def test_render_with_actors_on_every_cpu_of_this_machine_finishes(tmp_path) -> None:
-    """This machine's own local Ray, one actor per CPU, one video: nothing else of the
-    render needs a CPU, so it finishes, and the video is split so that every actor works."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import torch
-
-    from ops.checkpoint import save_checkpoint
-    from ops.model import ModelConfig, SwapAutoencoder
-    from tests.conftest import shared_video
-
-    clip = shared_video("person_a__mead_M030_front_happy.mp4")  # 94 frames
-    torch.manual_seed(0)
-    model = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
-    save_checkpoint(str(tmp_path / "ck"), model, 1, coverage=1.5, size=64)
-    cpus = os.cpu_count() or 2
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    args = ["render", str(tmp_path / "ck"), str(clip), "--out", str(tmp_path / "out")]
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args, "--workers", str(min(cpus, 3))],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{min(cpus, 3)} segments rendered, 94 frames" in done.stdout
-    assert f"{min(cpus, 3)} actors x 1 CPU" in done.stdout

@@ -145,10 +145,10 @@ def _rayswap(*args: str, timeout_s: float) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_workers_on_every_cpu_of_this_machine_finish(tmp_path):
-    """This machine's own local Ray (no test cluster): 2 workers hold every CPU and training
-    still finishes, because nothing of the data pipeline needs a CPU while they train; one
-    worker more exits 2 before Ray starts."""
+def test_train_more_workers_than_this_machine_has_exits_2_before_ray(tmp_path):
+    """This machine's own CPU count (no test cluster): one worker more than fits exits 2
+    before Ray starts. (That 2 workers holding every CPU finish is shown by the GPU check's
+    tiny mode, tests/test_benchmarks.py.)"""
     write_faces(tmp_path / "a", "a", 24)
     write_faces(tmp_path / "b", "b", 24, seed=1)
     share = f"{(os.cpu_count() or 2) / 2:g}"
@@ -160,8 +160,3 @@ def test_train_workers_on_every_cpu_of_this_machine_finish(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "--workers 3" in result.stderr and "use --workers 2" in result.stderr
     assert not (tmp_path / "out").exists()  # refused before anything ran
-    result = _rayswap(*base, "--workers", "2", "--data-timeout-s", "120", timeout_s=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "train: steps 0 -> 4 in" in result.stdout
-    shown = [line.split()[2] for line in result.stderr.splitlines() if "train: step " in line]
-    assert shown == ["2/4", "4/4"]  # every metrics line, none skipped

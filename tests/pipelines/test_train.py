@@ -128,3 +128,16 @@ def test_prepare_train_rejects_a_checkpoint_of_another_model(faces, tmp_path):
     )
     with pytest.raises(ValueError, match="--out: .*resolution=128"):
         prepare_train(tiny_config(faces, tmp_path / "out"))
+
+
+def test_progress_gets_every_metrics_line_once_and_waits_for_a_whole_line(tmp_path):
+    from pipelines.train import _show_new
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 10}\n{"step": 20}\n{"step": 3')  # the last one is being written
+    seen: list[int] = []
+    shown = _show_new(str(path), lambda m: seen.append(m["step"]), 0)
+    assert seen == [10, 20] and shown == 2
+    path.write_text('{"step": 10}\n{"step": 20}\n{"step": 30}\n{"step": 40}\n')
+    _show_new(str(path), lambda m: seen.append(m["step"]), shown)
+    assert seen == [10, 20, 30, 40]  # none skipped, none twice

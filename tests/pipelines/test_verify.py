@@ -38,7 +38,7 @@ def detector() -> RetinaFaceDetector:
 
 def test_unmarked_real_clips_are_not_reported_marked() -> None:
     videos = tuple(str(shared_video(name)) for name in UNMARKED)
-    results = run_verify(VerifyConfig(videos=videos, max_frames=90))
+    results = run_verify(VerifyConfig(videos=videos, max_frames=60))
     assert [r.error for r in results] == [""] * len(videos)
     for result in results:
         assert not result.marked and result.score < 3.5, result
@@ -51,7 +51,7 @@ def test_rendered_clip_is_marked_after_half_size_crf28(checkpoint, detector, tmp
     cfg = RenderConfig(checkpoint, (source,), str(tmp_path))
     fps = frame_rate_of(source)
     part = str(tmp_path / "part.mp4")
-    SegmentRenderer(cfg).render(source, 0, 120, part, fps)
+    SegmentRenderer(cfg).render(source, 0, 48, part, fps)
     rendered = str(tmp_path / "rendered.mp4")
     join_segments([(part, 0)], fps, rendered, source)
     small = str(tmp_path / "small.mp4")
