@@ -26,10 +26,10 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.media import DEFAULT_DATA, shared_clips
+from benchmarks.render import _best_s
 
 GALLERY_CLIPS = ("person_a__mead_M030_front_neutral.mp4", "person_b__mead_W009_front_neutral.mp4")
 PAIR_CLIPS = (
@@ -37,16 +37,6 @@ PAIR_CLIPS = (
     "person_b__mead_W009_front_angry.mp4",
     "person_a__mead_M030_front_happy.mp4",
 )
-
-
-def _best_s(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Fastest of `repeats` runs in CPU seconds of this process: stable on a shared machine."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        fn()
-        best = min(best, time.process_time() - started)
-    return best
 
 
 def extract_faces(clips: list[str], folder: str) -> dict[str, str]:

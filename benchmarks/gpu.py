@@ -28,18 +28,15 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.media import ROOT, run_rayswap
 from benchmarks.train import matmul_rate, raw_loop, steady
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIP_DIRS = (ROOT.parent / "shared" / "data" / "video", ROOT / ".device" / "data")
 LEARN_BELOW = 0.2  # per-identity loss (SSIM + L1 + mask); untrained models start near 0.5
 TINY_LEARN_RATIO = 0.9  # tiny CPU mode: the loss only has to fall
@@ -64,32 +61,13 @@ def _clips(person: str, tiny: bool) -> list[str]:
     raise SystemExit(f"no clips of {person} in {', '.join(map(str, CLIP_DIRS))}")
 
 
-def _rayswap(args: list[str], timeout_s: float) -> float:
-    """Run `python -m pipelines.cli ARGS` here; return its seconds, exit on failure."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.setdefault("RAY_AUTH_MODE", "disabled")
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-        raise SystemExit(f"rayswap {args[0]} failed with exit code {done.returncode}")
-    return time.perf_counter() - started
-
-
 def extract_faces(work: Path, size: int, tiny: bool) -> tuple[str, str, float]:
     """Faces of person_a (a) and person_b (b) through one real `rayswap extract`."""
     manifest = work / "clips.csv"
     rows = [f"{clip},{side}" for side in "ab" for clip in _clips(f"person_{side}", tiny)]
     manifest.write_text("uri,identity\n" + "\n".join(rows) + "\n")
     args = ["extract", str(manifest), "--out", str(work / "faces"), "--size", str(size)]
-    seconds = _rayswap([*args, *(["--every-n", "4"] if tiny else [])], timeout_s=600)
+    _, seconds = run_rayswap([*args, *(["--every-n", "4"] if tiny else [])], timeout_s=600)
     return str(work / "faces" / "faces" / "a"), str(work / "faces" / "faces" / "b"), seconds
 
 
@@ -124,7 +102,7 @@ def train_run(args: argparse.Namespace, faces: tuple[str, str], work: Path, tiny
         flags += ["--workers", str(args.workers)]
     else:
         flags += ["--gpu", "--resolution", "128", "--batch-size", "64"]
-    seconds = _rayswap(flags, timeout_s=900)
+    _, seconds = run_rayswap(flags, timeout_s=900)
     lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
     return {
         "seconds": seconds,

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,10 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.media import DEFAULT_DATA, shared_clips
+from benchmarks.media import DEFAULT_DATA, run_rayswap, shared_clips
 from ops.video import iter_frames, write_video
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIP, TINY_CLIP = "person_e__liveportrait_s18.mp4", "person_d__liveportrait_d18.mp4"
 RATE = re.compile(r"\(([\d.]+) frames/s, ([^)]*)\)")
 SEGMENTS = re.compile(r"(\d+) segments")
@@ -84,22 +82,6 @@ class GpuSampler:
         if not self.samples:
             return {"mean": None, "max": None}
         return {"mean": sum(self.samples) / len(self.samples), "max": max(self.samples)}
-
-
-def _rayswap(args: list[str]) -> tuple[str, float]:
-    """Run `python -m pipelines.cli ARGS`; its stdout and wall seconds (exit on failure)."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-        raise SystemExit(f"rayswap {args[0]} failed with exit code {done.returncode}")
-    return done.stdout, time.perf_counter() - started
 
 
 def _summary_rate(stdout: str) -> dict:
@@ -181,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.tiny:  # one actor per CPU of this machine: a render that takes every CPU
             flags += ["--workers", str(os.cpu_count() or 1)]
         with GpuSampler() as sampler:
-            stdout, seconds = _rayswap(
+            stdout, seconds = run_rayswap(
                 ["render", checkpoint, *inputs, "--out", str(work / "r"), *flags]
             )
         results["render"] = {
@@ -192,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         results["extract"] = {}
         for name, extra in (("cpu", []), *((("gpu", ["--gpu"]),) if gpu else ())):
             with GpuSampler() as sampler:
-                stdout, seconds = _rayswap(
+                stdout, seconds = run_rayswap(
                     ["extract", *inputs, "--out", str(work / f"x_{name}"), *extra]
                 )
             results["extract"][name] = {**_summary_rate(stdout), "seconds": seconds}

@@ -16,13 +16,12 @@ from tests.conftest import shared_video
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.data
-def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
-    shared_video("person_a__mead_M030_front_happy.mp4")
+def run_tiny(name: str, out: Path) -> subprocess.CompletedProcess:
+    """`python -m benchmarks NAME --tiny --out OUT` with this machine's own local Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "gpu", "--tiny", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", name, "--tiny", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -30,6 +29,13 @@ def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
         timeout=500,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.data
+def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
+    shared_video("person_a__mead_M030_front_happy.mp4")
+    done = run_tiny("gpu", tmp_path)
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert results["raw_64"]["images_per_s"] > 0 and 0 < results["raw_64"]["mfu"] < 1
     assert results["extract_seconds"] > 0
@@ -47,17 +53,7 @@ def test_gpu_check_tiny_mode_measures_and_learns(tmp_path):
 @pytest.mark.data
 def test_node_benchmark_tiny_mode_renders_and_extracts(tmp_path):
     shared_video("person_d__liveportrait_d18.mp4")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "node", "--tiny", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=500,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_tiny("node", tmp_path)
     results = json.loads((tmp_path / "node.json").read_text())
     assert set(results["stages_alone"]) == {"decode", "detect", "model", "encode"}
     cpus = os.cpu_count() or 1
