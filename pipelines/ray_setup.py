@@ -1,4 +1,4 @@
-"""Starting or joining Ray, and sizing actor pools from the cluster's resources.
+"""Starting or joining Ray, and the actor pool strategy (the plan itself: pipelines.node_plan).
 
 A command that starts its own local Ray (no --address, no RAY_ADDRESS) owns it: token
 auth stays as Ray sets it (on by default) without Ray's warning about it, and a guard
@@ -138,21 +138,6 @@ def _write_all(fd: int, payload: bytes) -> None:
             payload = payload[os.write(fd, payload) :]
     except OSError:
         pass  # the console went away (a closed pipe): keep draining, or writers would block
-
-
-def cluster_cpus() -> float:
-    return float(ray.cluster_resources().get("CPU", 1.0))
-
-
-def plan_workers(requested: int | None, cpus_per_worker: float, reserve_cpus: float = 1.0) -> int:
-    """Actor pool size: `requested`, or as many as fit while leaving `reserve_cpus` free.
-
-    Actors hold their CPUs for the whole run; leaving headroom keeps the plan and write
-    tasks schedulable (an actor pool on every CPU hangs Ray Data).
-    """
-    if requested is not None:
-        return requested
-    return max(1, int((cluster_cpus() - reserve_cpus) // cpus_per_worker))
 
 
 def actor_pool(requested: int | None, workers: int) -> ray.data.ActorPoolStrategy:
