@@ -19,7 +19,7 @@ import numpy as np
 from ops.align import invert_affine, template_landmarks
 from ops.types import Affine, Frame
 
-COLOR_METHODS = ("lab", "hist", "none")
+COLOR_CHOICES = ("lab", "hist", "none")  # the methods of `match_color`
 MASK_FLOOR = 1.0 / 512  # below this a pixel cannot change after rounding; treat as 0
 
 
@@ -120,14 +120,14 @@ def match_color_hist(src: Frame, ref: Frame, weight: np.ndarray) -> Frame:
 
 
 def match_color(src: Frame, ref: Frame, weight: np.ndarray, method: str = "lab") -> Frame:
-    """Colour-match a swapped crop to the original crop: "lab", "hist" or "none"."""
+    """Colour-match a swapped crop to the original crop; `method` is one of `COLOR_CHOICES`."""
     if method == "lab":
         return match_color_lab(src, ref, weight)
     if method == "hist":
         return match_color_hist(src, ref, weight)
     if method == "none":
         return src
-    raise ValueError(f"color method must be one of {COLOR_METHODS}, got {method!r}")
+    raise ValueError(f"color method must be one of {COLOR_CHOICES}, got {method!r}")
 
 
 def paste_region(
@@ -147,6 +147,26 @@ def paste_region(
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
+def warp_to_frame(
+    image: np.ndarray, affine: Affine, box: tuple[int, ...], border: int = cv2.BORDER_CONSTANT
+) -> np.ndarray:
+    """Warp a crop-space image into the frame box `box` through the inverse of `affine`.
+
+    Args:
+        image: (S, S) or (S, S, C) array in the crop space of `affine` (frame -> crop).
+        box: (x0, y0, x1, y1) in frame px, e.g. from `paste_region`.
+        border: OpenCV border mode for frame px that map outside the crop (constant: 0).
+    Returns:
+        The image resampled (bilinear) on the box's pixels: (y1 - y0, x1 - x0[, C]).
+    """
+    x0, y0, x1, y1 = box
+    # crop -> frame box: shift the frame -> crop affine so the box origin is (0, 0)
+    shifted = np.asarray(affine, np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(image, shifted, (x1 - x0, y1 - y0), flags=flags, borderMode=border)
+
+
 def paste_back(frame: Frame, crop: Frame, mask: np.ndarray, affine: Affine) -> Frame:
     """Blend an aligned crop into the frame through the inverse of `affine`; returns a new frame.
 
@@ -157,17 +177,13 @@ def paste_back(frame: Frame, crop: Frame, mask: np.ndarray, affine: Affine) -> F
     """
     size = crop.shape[0]
     height, width = frame.shape[:2]
-    x0, y0, x1, y1 = paste_region(invert_affine(affine), size, height, width)
+    box = paste_region(invert_affine(affine), size, height, width)
+    x0, y0, x1, y1 = box
     out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
-    # crop -> frame box: shift the frame -> crop affine so the box origin is (0, 0)
-    shifted = np.asarray(affine, np.float64).copy()
-    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
-    box = (x1 - x0, y1 - y0)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    crop_box = cv2.warpAffine(crop, shifted, box, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    mask_box = cv2.warpAffine(mask, shifted, box, flags=flags, borderValue=0.0)
+    crop_box = warp_to_frame(crop, affine, box, cv2.BORDER_REPLICATE)
+    mask_box = warp_to_frame(mask, affine, box)
     mask_box[mask_box < MASK_FLOOR] = 0.0
     region = out[y0:y1, x0:x1]
     alpha = mask_box[..., None]

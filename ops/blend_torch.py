@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ops.align import invert_affine
-from ops.blend import COLOR_METHODS, MASK_FLOOR, paste_region
+from ops.blend import COLOR_CHOICES, MASK_FLOOR, paste_region
 
 LEVELS = 256
 
@@ -255,14 +255,14 @@ def match_colors_hist(src: torch.Tensor, ref: torch.Tensor, weight: torch.Tensor
 def match_colors(
     src: torch.Tensor, ref: torch.Tensor, weight: torch.Tensor, method: str = "lab"
 ) -> torch.Tensor:
-    """Colour-match swapped crops to the original crops: "lab", "hist" or "none"."""
+    """Colour-match swapped crops to the original crops; `method` is one of `COLOR_CHOICES`."""
     if method == "lab":
         return match_colors_lab(src, ref, weight)
     if method == "hist":
         return match_colors_hist(src, ref, weight)
     if method == "none":
         return src
-    raise ValueError(f"color method must be one of {COLOR_METHODS}, got {method!r}")
+    raise ValueError(f"color method must be one of {COLOR_CHOICES}, got {method!r}")
 
 
 def face_rounds(rows: Sequence[int]) -> list[np.ndarray]:

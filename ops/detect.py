@@ -24,6 +24,7 @@ MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
 STRIDES = (8, 16, 32)
 ANCHOR_PX = ((16, 32), (64, 128), (256, 512))  # square anchor sides per stride
 CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
+FACES_CHOICES = ("all", "largest")  # what `select_faces` keeps of a frame's faces
 
 
 @lru_cache(maxsize=32)
@@ -156,11 +157,6 @@ class RetinaFaceDetector:
         return detections
 
 
-def detect_faces(detector: Detector, frame: Frame) -> list[Detection]:
-    """Detect faces in one frame; no face is an empty list, not an error."""
-    return detector.detect_batch([frame])[0]
-
-
 def select_faces(
     detections: list[Detection],
     min_face_px: float = 0.0,
@@ -169,10 +165,11 @@ def select_faces(
 ) -> list[Detection]:
     """Keep faces at least `min_face_px` on the shorter box side with score >= `min_score`.
 
-    which: "all" keeps every face (largest first); "largest" keeps only the biggest one.
+    which (one of `FACES_CHOICES`): "all" keeps every face (largest first); "largest" keeps
+    only the biggest one.
     """
-    if which not in ("all", "largest"):
-        raise ValueError(f"which must be 'all' or 'largest', got {which!r}")
+    if which not in FACES_CHOICES:
+        raise ValueError(f"which must be one of {FACES_CHOICES}, got {which!r}")
     kept = [d for d in detections if min(d.width, d.height) >= min_face_px and d.score >= min_score]
     kept.sort(key=lambda d: d.width * d.height, reverse=True)
     return kept[:1] if which == "largest" else kept

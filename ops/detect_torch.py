@@ -32,6 +32,7 @@ try:  # torchvision's NMS kernel where it imports (GPU nodes); pure torch otherw
 except Exception:  # a torchvision built for another torch fails in several ways
     _torchvision_batched_nms = None
 
+DETECTOR_CHOICES = ("auto", "torch", "onnxruntime")  # the backends of `make_detector`
 MAX_IOU_ENTRIES = 1 << 24  # pure-torch NMS does one IoU matrix up to this size, else per group
 
 
@@ -281,11 +282,11 @@ def make_detector(
     Args:
         device: "cpu", "cuda" or "cuda:N".
         threads: CPU threads (onnxruntime session threads, or torch's process-wide count).
-        backend: "auto" (torch on CUDA; onnxruntime on CPU, where it is faster),
-            "torch" or "onnxruntime" (CPU only).
+        backend: one of `DETECTOR_CHOICES`: "auto" (torch on CUDA; onnxruntime on CPU,
+            where it is faster), "torch" or "onnxruntime" (CPU only).
     """
-    if backend not in ("auto", "torch", "onnxruntime"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {backend!r}")
+    if backend not in DETECTOR_CHOICES:
+        raise ValueError(f"backend must be one of {DETECTOR_CHOICES}, got {backend!r}")
     kind = torch.device(device).type
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")

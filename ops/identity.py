@@ -39,6 +39,11 @@ CHIP_PX = 150  # the side dlib's descriptor network expects
 CHIP_PADDING = 0.25  # dlib's default for face recognition chips
 EMBEDDING_DIM = 128
 ALIGNMENTS = ("template", "dlib", "resize")
+# extract --reference: the largest identity distance (`identity_distances`) kept by default.
+# On the shared media it keeps 89-94% of a person's faces and 0.2-0.3% of other people's
+# (nearly all of one pair dlib confuses); a profile of another man measured 0.51 (README,
+# extract).
+DEFAULT_MAX_DISTANCE = 0.5
 
 # Our 5 RetinaFace points (image-left eye, image-right eye, nose tip, image-left and
 # image-right mouth corner) in dlib's 150 px recognition chip (padding 0.25): the mean

@@ -42,10 +42,9 @@ import pyarrow.parquet as pq
 from ops import schema
 from ops.align import estimate_affine
 from ops.blend import MASK_FLOOR, blend_mask, template_oval
+from ops.model import DIRECTIONS
 from ops.smooth import face_scale, match_face
 from ops.types import Detection, Frame, Landmarks
-
-DIRECTIONS = ("a2b", "b2a")
 
 # evaluation_frames.parquet: one row per evaluated frame
 SOURCE_FACE = "source_face"  # the source frame has a face (render swaps these frames)

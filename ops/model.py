@@ -30,7 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
-RESOLUTIONS = (64, 128, 256)
+RESOLUTIONS = (64, 128, 256)  # crop sides in px the model can be built for
+# a2b: faces of A decoded by B's decoder (A's pose and expression, B's face); b2a the reverse
+DIRECTIONS = ("a2b", "b2a")
 BOTTLENECK_PX = 4  # side of the map at the bottleneck, as in the original model
 ARCHITECTURE = "swap-autoencoder-v1"
 
@@ -191,5 +193,11 @@ class SwapAutoencoder(nn.Module):
         return decoder(self.encoder(x))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def swap_target(direction: str) -> str:
+    """The identity a swap `direction` decodes as: "b" for a2b, "a" for b2a.
+
+    `SwapAutoencoder.swap(x, to=swap_target(direction))` is that direction's swap.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    return "b" if direction == "a2b" else "a"

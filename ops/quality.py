@@ -7,7 +7,8 @@ import numpy as np
 
 from ops.types import Frame
 
-IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}  # format: cv2 file extension
+IMAGE_FORMAT_CHOICES = tuple(IMAGE_FORMATS)  # ("png", "jpeg", "webp"): what `encode_crop` takes
 
 
 def sharpness(crop: Frame) -> float:
@@ -17,10 +18,10 @@ def sharpness(crop: Frame) -> float:
 
 
 def encode_crop(crop: Frame, image_format: str = "png", quality: int = 95) -> bytes:
-    """Encode an (H, W, 3) uint8 RGB crop as PNG, JPEG or WebP bytes."""
-    if image_format not in IMAGE_FORMATS:
+    """Encode an (H, W, 3) uint8 RGB crop as PNG, JPEG or WebP bytes (`IMAGE_FORMAT_CHOICES`)."""
+    if image_format not in IMAGE_FORMAT_CHOICES:
         raise ValueError(
-            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
+            f"image_format must be one of {IMAGE_FORMAT_CHOICES}, got {image_format!r}"
         )
     params: list[int] = []
     if image_format == "jpeg":

@@ -23,6 +23,19 @@ from ops.losses import swap_loss
 
 Batch = dict[str, torch.Tensor]
 NO_BAD_STEP = 2**62  # "no non-finite loss yet", larger than any step
+PRECISION_CHOICES = ("auto", "bf16", "fp32")  # see `autocast_dtype_for`
+
+
+def autocast_dtype_for(precision: str, gpu: bool) -> torch.dtype | None:
+    """The `autocast_dtype` of a precision setting (one of `PRECISION_CHOICES`).
+
+    "bf16": torch.bfloat16; "fp32": None (float32 throughout); "auto": bf16 on a GPU,
+    float32 on the CPU.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+    mixed = precision == "bf16" or (precision == "auto" and gpu)
+    return torch.bfloat16 if mixed else None
 
 
 def loss_fn(

@@ -38,15 +38,6 @@ class Detection:
 
 
 @dataclass(frozen=True)
-class FaceCrop:
-    """An aligned face: the crop and the affine that produced it."""
-
-    crop: Frame  # (size, size, 3) uint8 RGB
-    affine: Affine  # (2, 3) float32, frame -> crop
-    detection: Detection
-
-
-@dataclass(frozen=True)
 class VideoInfo:
     """What `probe_video` learns from a container without decoding it all."""
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from typing import BinaryIO
 
 import av
 import numpy as np
 
 from ops.types import Frame, FrameRange, VideoInfo
+from ops.video_out import SegmentWriter, stream_frame_rate
 
 SEEK_RETRIES = 4  # keyframes to step back when a seek lands after the wanted frame
 REWIND_TS = -(2**62)  # a seek target before any timestamp: back to the first frame
@@ -42,13 +44,6 @@ def _open_video_stream(container: av.container.InputContainer, path: str) -> av.
     if not container.streams.video:
         raise ValueError(f"{path}: no video stream (an empty or audio-only container)")
     return container.streams.video[0]
-
-
-def _fps_of(stream: av.video.VideoStream, path: str) -> float:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate or float(rate) <= 0:
-        raise ValueError(f"{path}: video stream has no frame rate")
-    return float(rate)
 
 
 Source = str | BinaryIO  # a local path, or a seekable binary stream (object-store file)
@@ -81,7 +76,7 @@ def probe_video(source: Source) -> VideoInfo:
     container = open_container(source)
     with container:
         stream = _open_video_stream(container, path)
-        fps = _fps_of(stream, path)
+        fps = float(stream_frame_rate(stream, path))
         duration_s = 0.0
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
@@ -269,7 +264,7 @@ def iter_frames(
         stream.thread_type = "AUTO"
         if threads > 0:  # 0 keeps FFmpeg's default (one thread per core)
             stream.codec_context.thread_count = threads
-        fps = _fps_of(stream, path)
+        fps = float(stream_frame_rate(stream, path))
         time_base = float(stream.time_base)
         origin = stream.start_time or 0
         index, seek_pts, frames = _start_frames(container, stream, start, seek)
@@ -289,39 +284,22 @@ def iter_frames(
             yield index, time_s, rotate_frame(rgb, _rotation_of(frame))
 
 
-def write_video(frames: list[Frame] | Iterator[Frame], path: str, fps: float, crf: int = 18) -> int:
-    """Encode RGB frames to H.264 (yuv420p) in an MP4; return the number of frames written.
+def write_video(frames: Iterable[Frame], path: str, fps: float, crf: int = 18) -> int:
+    """Encode RGB frames to an H.264 MP4 with `SegmentWriter`; return the number written.
 
-    Odd sizes are padded by one pixel on the right/bottom, as yuv420p needs even sizes.
+    The size comes from the first frame (odd sides are padded by one pixel); `fps` is
+    taken as the nearest fraction with a denominator up to 1001 (29.97 -> 2997/100). No
+    frames: no file.
     """
-    count = 0
-    with av.open(path, mode="w") as container:
-        stream = None
+    rate = Fraction(fps).limit_denominator(1001)
+    writer = None
+    try:
         for frame in frames:
-            if stream is None:
+            if writer is None:
                 height, width = frame.shape[:2]
-                stream = container.add_stream("libx264", rate=_fraction(fps))
-                stream.width, stream.height = width + width % 2, height + height % 2
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            padded = _pad_even(frame)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")):
-                container.mux(packet)
-            count += 1
-        if stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-    return count
-
-
-def _fraction(fps: float):
-    from fractions import Fraction
-
-    return Fraction(fps).limit_denominator(1001)
-
-
-def _pad_even(frame: Frame) -> Frame:
-    height, width = frame.shape[:2]
-    if height % 2 == 0 and width % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+                writer = SegmentWriter(path, rate, width, height, crf)
+            writer.write(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    return 0 if writer is None else writer.count

@@ -26,21 +26,33 @@ MP4_AUDIO_COPY = ("aac", "mp3", "mp3float", "ac3", "eac3", "alac")
 X264_PRESET = "veryfast"
 
 
+def stream_frame_rate(stream: av.video.VideoStream, path: str) -> Fraction:
+    """The exact frame rate of an open video stream; ValueError naming `path` if it has none."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or rate <= 0:
+        raise ValueError(f"{path}: video stream has no frame rate")
+    return Fraction(rate)
+
+
 def frame_rate_of(path: str) -> Fraction:
     """The exact frame rate of a file's first video stream (e.g. 30000/1001)."""
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate or rate <= 0:
-            raise ValueError(f"{path}: video stream has no frame rate")
-        return Fraction(rate).limit_denominator(100000)
+        return stream_frame_rate(container.streams.video[0], path).limit_denominator(100000)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
     """The encoded size: yuv420p needs even sides, so odd ones grow by one pixel."""
     return width + width % 2, height + height % 2
+
+
+def pad_even(frame: Frame) -> Frame:
+    """An (H, W, 3) frame grown to `even_size` by repeating its last row and column."""
+    height, width = frame.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
 class SegmentWriter:
@@ -72,10 +84,9 @@ class SegmentWriter:
             raise ValueError(
                 f"frame must be uint8 {self.size + (3,)}, got {frame.dtype} {frame.shape}"
             )
-        height, width = self.size
-        if height % 2 or width % 2:
-            frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(pad_even(frame)), format="rgb24"
+        )
         video_frame.pts = self.count
         video_frame.time_base = self.time_base
         for packet in self.stream.encode(video_frame):

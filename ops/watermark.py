@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 
 from ops.align import estimate_affine
-from ops.blend import paste_region, template_oval
+from ops.blend import paste_region, template_oval, warp_to_frame
 from ops.types import Affine, Frame, Landmarks
 
 WM_SIZE = 128  # canonical crop side in px
@@ -118,15 +118,13 @@ def _add_in_crop(frame: Frame, affine: Affine, delta: np.ndarray) -> Frame:
     height, width = frame.shape[:2]
     rows, cols = _support_box()
     inverse = cv2.invertAffineTransform(np.asarray(affine, np.float64))
-    box = (cols.start, rows.start, cols.stop, rows.stop)
-    x0, y0, x1, y1 = paste_region(inverse, WM_SIZE, height, width, box)
+    support = (cols.start, rows.start, cols.stop, rows.stop)
+    box = paste_region(inverse, WM_SIZE, height, width, support)
+    x0, y0, x1, y1 = box
     out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
-    shifted = np.asarray(affine, np.float64).copy()
-    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    delta_box = cv2.warpAffine(delta, shifted, (x1 - x0, y1 - y0), flags=flags, borderValue=0.0)
+    delta_box = warp_to_frame(delta, affine, box)
     region = out[y0:y1, x0:x1].astype(np.float32) + delta_box[..., None]  # same on R, G, B
     out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
     return out
@@ -202,11 +200,6 @@ def luma_residual(luma: np.ndarray) -> np.ndarray:
 def crop_residual(frame: Frame, affine: Affine) -> np.ndarray:
     """`luma_residual` of the frame's crop under `affine`; (S, S) float32."""
     return luma_residual(crop_luma(frame, affine))
-
-
-def watermark_residual(frame: Frame, landmarks_frame: Landmarks) -> np.ndarray:
-    """`crop_residual` at a face's landmark alignment; (S, S) float32."""
-    return crop_residual(frame, watermark_affine(landmarks_frame))
 
 
 @lru_cache(maxsize=4)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ops.align import estimate_affine, template_landmarks, warp_face
-from ops.blend import blend_mask, match_color, paste_back, template_oval
+from ops.blend import (
+    COLOR_CHOICES,
+    blend_mask,
+    match_color,
+    paste_back,
+    template_oval,
+    warp_to_frame,
+)
 from ops.label import draw_label
 from ops.smooth import smooth_faces
 from ops.types import Detection
@@ -54,6 +62,15 @@ def test_paste_back_full_mask_recovers_the_warped_crop() -> None:
     assert np.array_equal(out[:, :40], frame[:, :40])  # far from it: untouched
 
 
+def test_warp_to_frame_places_the_crop_at_its_frame_position() -> None:
+    crop = _frame()[:64, :64]
+    affine = np.array([[1, 0, -10], [0, 1, -20]], np.float32)  # crop px = frame px - (10, 20)
+    assert np.array_equal(warp_to_frame(crop, affine, (10, 20, 74, 84)), crop)
+    assert np.array_equal(warp_to_frame(crop, affine, (12, 25, 30, 40)), crop[5:20, 2:20])
+    outside = warp_to_frame(crop[..., 0].astype(np.float32), affine, (70, 80, 80, 90))
+    assert outside.shape == (10, 10) and outside[5:, 5:].max() == 0.0  # constant border: 0
+
+
 def test_match_color_lab_and_hist_move_statistics_towards_reference() -> None:
     rng = np.random.default_rng(1)
     src = rng.integers(20, 90, (64, 64, 3), dtype=np.uint8)
@@ -63,6 +80,10 @@ def test_match_color_lab_and_hist_move_statistics_towards_reference() -> None:
         out = match_color(src, ref, weight, method)
         assert abs(out.mean() - ref.mean()) < 0.25 * abs(src.mean() - ref.mean())
     assert np.array_equal(match_color(src, ref, weight, "none"), src)
+    for method in COLOR_CHOICES:
+        assert match_color(src, ref, weight, method).shape == src.shape
+    with pytest.raises(ValueError, match="color method"):
+        match_color(src, ref, weight, "rgb")
 
 
 def test_smooth_faces_averages_jitter_and_drops_one_frame_detections() -> None:

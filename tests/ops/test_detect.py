@@ -2,9 +2,14 @@ import numpy as np
 import pytest
 
 from ops.align import align_face, template_landmarks, transform_points
-from ops.detect import RetinaFaceDetector, detect_faces, select_faces
-from ops.types import Detection
+from ops.detect import FACES_CHOICES, RetinaFaceDetector, select_faces
+from ops.types import Detection, Frame
 from tests.conftest import shared_image
+
+
+def detect_faces(detector: RetinaFaceDetector, frame: Frame) -> list[Detection]:
+    """Detect faces in one frame; no face is an empty list, not an error."""
+    return detector.detect_batch([frame])[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,5 +79,6 @@ def test_select_faces_filters_by_size_and_score():
     assert [d.width for d in select_faces(faces, min_face_px=40)] == [100, 80]
     assert [d.width for d in select_faces(faces, min_score=0.9)] == [100, 30]
     assert [d.width for d in select_faces(faces, which="largest")] == [100]
+    assert [len(select_faces(faces, which=which)) for which in FACES_CHOICES] == [3, 1]
     with pytest.raises(ValueError, match="which"):
         select_faces(faces, which="biggest")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ops.model import RESOLUTIONS, ModelConfig, SwapAutoencoder
+from ops.model import DIRECTIONS, RESOLUTIONS, ModelConfig, SwapAutoencoder, swap_target
 
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
@@ -32,6 +32,12 @@ def test_swap_uses_the_named_decoder():
     assert not torch.allclose(to_a, to_b)
     with pytest.raises(ValueError, match="'a' or 'b'"):
         model.swap(faces, to="c")
+
+
+def test_swap_target_names_the_decoder_of_each_direction():
+    assert [swap_target(d) for d in DIRECTIONS] == ["b", "a"]  # a2b: B's decoder
+    with pytest.raises(ValueError, match="direction"):
+        swap_target("a2a")
 
 
 def test_model_config_round_trips_and_rejects_bad_values():

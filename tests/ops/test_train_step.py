@@ -10,7 +10,14 @@ from ops.align import align_face, transform_points
 from ops.augment import augment_batch
 from ops.detect import RetinaFaceDetector
 from ops.model import ModelConfig, SwapAutoencoder
-from ops.train_step import LossWindow, loss_fn, make_optimizer, prepare_for_steps, train_step
+from ops.train_step import (
+    LossWindow,
+    autocast_dtype_for,
+    loss_fn,
+    make_optimizer,
+    prepare_for_steps,
+    train_step,
+)
 from ops.video import iter_frames
 from tests.conftest import shared_video
 
@@ -141,3 +148,12 @@ def test_compiled_steps_match_eager_and_checkpoints_keep_plain_keys():
     assert not any("_orig_mod" in key for key in state)
     fresh = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16))
     fresh.load_state_dict(state)
+
+
+def test_autocast_dtype_for_resolves_each_precision():
+    assert autocast_dtype_for("auto", gpu=True) == torch.bfloat16
+    assert autocast_dtype_for("auto", gpu=False) is None
+    assert autocast_dtype_for("bf16", gpu=False) == torch.bfloat16
+    assert autocast_dtype_for("fp32", gpu=True) is None
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype_for("fp16", gpu=True)

@@ -21,6 +21,7 @@ from ops.watermark import (
     UNDECIDED,
     WM_SIZE,
     correlate_watermark,
+    crop_residual,
     decide_watermark,
     embed_watermark,
     size_factor,
@@ -28,11 +29,15 @@ from ops.watermark import (
     watermark_affine,
     watermark_patterns,
     watermark_region,
-    watermark_residual,
 )
 from pipelines.config import VerifyConfig
 from pipelines.verify import verify_video
 from tests.conftest import shared_video
+
+
+def watermark_residual(frame: np.ndarray, landmarks_frame: np.ndarray) -> np.ndarray:
+    """`crop_residual` at a face's landmark alignment; (S, S) float32."""
+    return crop_residual(frame, watermark_affine(landmarks_frame))
 
 
 @pytest.fixture(scope="module")
