@@ -1,46 +1,17 @@
-"""Pieces shared by the CLI modules: common options, config building, progress, exit codes.
+"""Pieces shared by the CLI modules: the --out check, progress, summaries and exit codes.
 
 Only the CLI modules print or exit; stages return summaries.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated
 
 import typer
 
 from pipelines.config import StageSummary
-
-AddressOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Ray cluster to join (ray://host:10001 or host:6379). Default: RAY_ADDRESS, "
-        "else a local Ray started for this command.",
-        envvar="RAY_ADDRESS",
-    ),
-]
-MaxErrorOption = Annotated[
-    float, typer.Option(help="Exit with code 1 when more than this fraction of inputs failed.")
-]
-
-
-def absolute(path: str) -> str:
-    """Local paths become absolute (Ray workers may run in another folder); URIs stay."""
-    from ops.storage import is_uri
-
-    return path if is_uri(path) else os.path.abspath(os.path.expanduser(path))
-
-
-def build_config(factory, **fields):
-    """Build a stage config; a ValueError becomes a usage error (exit code 2)."""
-    try:
-        return factory(**fields)
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
@@ -54,14 +25,6 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
         check_writable_dir(out)
     except ValueError as exc:
         raise typer.BadParameter(f"{flag}: {exc}; give a folder that can be written") from exc
-
-
-def usage_check(fn, *args, **kwargs):
-    """Run a Ray-free pre-flight check; its ValueError becomes a usage error (exit code 2)."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 class Progress:
@@ -111,8 +74,10 @@ def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -
 
 def plan_text(counts: dict) -> str:
     """The actor plan a segment stage ran, e.g. '15 actors x 1 CPU + 0.0666 GPU'."""
-    gpu = f" + {counts['gpus_each']:.4g} GPU" if counts.get("gpus_each") else ""
-    return f"{int(counts['workers'])} actors x {counts.get('cpus_each', 1):g} CPU{gpu}"
+    from pipelines.node_plan import ActorPlan
+
+    each = (counts.get("cpus_each", 1), counts.get("gpus_each", 0.0))
+    return ActorPlan(int(counts["workers"]), *each).describe()
 
 
 def segment_progress(

@@ -1,25 +1,15 @@
-"""The `rayswap evaluate` command (added to the app by `register`), and the metrics table
-that `evaluate` and `render --evaluate` print."""
+"""The `rayswap evaluate` command, and the metrics table that `evaluate` and
+`render --evaluate` print."""
 
 from __future__ import annotations
 
 import math
 import posixpath
-from typing import Annotated
 
 import typer
 
-from pipelines.cli_common import (
-    AddressOption,
-    MaxErrorOption,
-    Progress,
-    absolute,
-    build_config,
-    check_out_dir,
-    finish,
-    plan_text,
-    usage_check,
-)
+from pipelines.cli_app import command, preflight, run_step
+from pipelines.cli_common import Progress, check_out_dir, finish, plan_text
 from pipelines.config import EvaluateConfig, StageSummary
 
 # (column, header, format) of the printed table; the Parquet file has every column
@@ -77,40 +67,8 @@ def evaluate_summary_lines(summary: StageSummary) -> list[str]:
     ]
 
 
-def evaluate(
-    render: Annotated[
-        str,
-        typer.Argument(
-            help="The --out folder of `rayswap render` (its manifest.parquet and _config.json).",
-            show_default=False,
-        ),
-    ],
-    a: Annotated[
-        str, typer.Option(help="Faces of A (OUT/faces/a of `rayswap extract`).", show_default=False)
-    ],
-    b: Annotated[str, typer.Option(help="Faces of B.", show_default=False)],
-    every_n: Annotated[int, typer.Option(help="Evaluate every n-th frame of each video.")] = 1,
-    max_frames: Annotated[
-        int | None,
-        typer.Option(
-            help="Evaluate at most this many (sampled) frames per video, from its start.",
-            show_default=False,
-        ),
-    ] = None,
-    gallery_size: Annotated[
-        int, typer.Option(help="Faces of A and of B embedded as the identity galleries.")
-    ] = 200,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Evaluator actors. Default: one per --cpus-per-worker CPUs, one CPU kept free.",
-            show_default=False,
-        ),
-    ] = None,
-    cpus_per_worker: Annotated[float, typer.Option(help="CPUs per actor.")] = 1.0,
-    address: AddressOption = None,
-    max_error_fraction: MaxErrorOption = 0.0,
-) -> None:
+@command(EvaluateConfig)
+def evaluate(cfg: EvaluateConfig) -> None:
     """Score a render's swaps per video: identity, pose, jitter and seam.
 
     Writes RENDER/evaluation.parquet (one row per video) and evaluation_frames.parquet (one
@@ -124,20 +82,7 @@ def evaluate(
     """
     from pipelines.evaluate import prepare_evaluate, run_evaluate
 
-    cfg = build_config(
-        EvaluateConfig,
-        render=absolute(render),
-        a=absolute(a),
-        b=absolute(b),
-        every_n=every_n,
-        max_frames=max_frames,
-        gallery_size=gallery_size,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
-        address=address,
-        max_error_fraction=max_error_fraction,
-    )
-    plan = usage_check(prepare_evaluate, cfg)
+    plan = preflight(prepare_evaluate, cfg)
     check_out_dir(cfg.render, "RENDER")
     typer.echo(f"evaluate: {len(plan.videos)} videos of {cfg.render}", err=True)
     progress = Progress()
@@ -147,11 +92,6 @@ def evaluate(
             progress.show(f"  error: {report['video']}: {report['error']}", force=True)
         progress.show(f"evaluate: {totals['videos']} videos done, {totals['frames']} frames")
 
-    summary = run_evaluate(cfg, plan, on_progress=show)
+    summary = run_step("evaluate", run_evaluate, cfg, plan, on_progress=show)
     progress.close()
     finish(summary, cfg.max_error_fraction, evaluate_summary_lines(summary))
-
-
-def register(app: typer.Typer) -> None:
-    """Add `evaluate` to the rayswap app."""
-    app.command()(evaluate)

@@ -1,4 +1,4 @@
-"""The `rayswap faces` commands (added to the app by `register`): `faces report`.
+"""The `rayswap faces` commands: `faces report`.
 
     rayswap faces report data/faces/a --out reports/a
     rayswap faces report data/faces/a --out clean/a --min-sharpness 100 --drop-duplicates \\
@@ -7,18 +7,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from pipelines.cli_common import AddressOption, absolute, build_config, check_out_dir, usage_check
-from pipelines.faces_report import FacesReportConfig
-
-faces_app = typer.Typer(
-    name="faces",
-    help="Look into faces datasets before training on them.",
-    no_args_is_help=True,
-)
+from pipelines.cli_app import command, faces_app, preflight, run_step
+from pipelines.cli_common import check_out_dir
+from pipelines.config import FacesReportConfig
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -119,63 +112,8 @@ def report_lines(report: dict) -> list[str]:
     return lines
 
 
-@faces_app.command("report")
-def report(
-    faces: Annotated[
-        str,
-        typer.Argument(
-            help="Faces Parquet: a folder or URI as extract writes it (OUT/faces/<identity>, "
-            "or OUT/faces for every identity), or one .parquet file.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[
-        str,
-        typer.Option(
-            help="Folder or URI for report.json, contact_sheet.png and, with filters, the "
-            "cleaned dataset (OUT/faces/<identity>). Never inside FACES."
-        ),
-    ],
-    min_sharpness: Annotated[
-        float | None,
-        typer.Option(help="Filter: drop faces whose sharpness (variance of Laplacian) is below."),
-    ] = None,
-    drop_duplicates: Annotated[
-        bool, typer.Option(help="Filter: drop near-duplicates, keeping the first of each.")
-    ] = False,
-    duplicate_threshold: Annotated[
-        float,
-        typer.Option(
-            help="Near-duplicate: mean absolute difference of 16x16 grey thumbnails below "
-            "this many grey levels (0-255)."
-        ),
-    ] = 2.0,
-    max_identity_distance: Annotated[
-        float | None,
-        typer.Option(
-            help="Filter: drop faces whose identity embedding is farther than this from their "
-            "identity's centre (dlib distance; the report suggests a cutoff)."
-        ),
-    ] = None,
-    identity: Annotated[
-        bool,
-        typer.Option(help="Embed faces with dlib for identity outliers (needs the eval extra)."),
-    ] = True,
-    top: Annotated[int, typer.Option(help="How many of the farthest faces to list.")] = 10,
-    sheet_faces: Annotated[int, typer.Option(help="Faces on the contact sheet.")] = 48,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="Where the per-face work runs: auto (this process for small datasets, Ray "
-            "for large ones or with --address), local or ray."
-        ),
-    ] = "auto",
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Ray actors that decode and embed. Default: one per CPU."),
-    ] = None,
-    address: AddressOption = None,
-) -> None:
+@command(FacesReportConfig, "report", group=faces_app)
+def report(cfg: FacesReportConfig) -> None:
     """Report on a faces dataset before training, and optionally write a cleaned copy.
 
     Faces per video, pose spread, sharpness, near-duplicates, identity outliers and a
@@ -186,28 +124,8 @@ def report(
     """
     from pipelines.faces_report import prepare_faces_report, run_faces_report
 
-    cfg = build_config(
-        FacesReportConfig,
-        faces=absolute(faces),
-        out=absolute(out),
-        min_sharpness=min_sharpness,
-        drop_duplicates=drop_duplicates,
-        duplicate_threshold=duplicate_threshold,
-        max_identity_distance=max_identity_distance,
-        identity=identity,
-        top=top,
-        sheet_faces=sheet_faces,
-        engine=engine,
-        workers=workers,
-        address=address,
-    )
     check_out_dir(cfg.out)
-    plan = usage_check(prepare_faces_report, cfg)
+    plan = preflight(prepare_faces_report, cfg)
     typer.echo(f"faces report: {plan.rows} rows in {len(plan.files)} files", err=True)
-    for line in report_lines(run_faces_report(cfg, plan)):
+    for line in report_lines(run_step("faces report", run_faces_report, cfg, plan)):
         typer.echo(line)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `faces` command group to the rayswap app."""
-    app.add_typer(faces_app, name="faces")

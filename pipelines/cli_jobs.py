@@ -19,20 +19,13 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-JobsAddressOption = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="Ray Jobs API of the cluster (http://HOST:8265). Default: RAY_API_SERVER_ADDRESS, "
-        "else http://127.0.0.1:8265 (a tunnel or port-forward to the head).",
-        envvar="RAY_API_SERVER_ADDRESS",
-        show_default=False,
-    ),
-]
+from pipelines.cli_app import app, command
+from pipelines.config.jobs import JobsConfig, LogsConfig, StopConfig, SubmitConfig
+
 NOT_STAGES = ("submit", "jobs", "logs", "stop")
 
 
@@ -85,117 +78,83 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the job commands to the rayswap app."""
+def _stages() -> list[str]:
+    names = (c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands)
+    return sorted(name for name in names if name and name not in NOT_STAGES)
 
-    def stages() -> list[str]:
-        names = (c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands)
-        return sorted(name for name in names if name and name not in NOT_STAGES)
 
-    @app.command()
-    def submit(
-        stage_args: Annotated[
-            list[str],
-            typer.Argument(
-                metavar="-- STAGE ARGS...",
-                help="After --: the stage and its arguments, as you would type them after "
-                "`rayswap` (paths are paths on the cluster; prefer s3:// URIs).",
-                show_default=False,
-            ),
-        ],
-        address: JobsAddressOption = None,
-        wait: Annotated[
-            bool, typer.Option(help="Follow the job's logs until it ends; exit 1 if it failed.")
-        ] = True,
-        env: Annotated[
-            list[str] | None,
-            typer.Option(
-                help="Environment variable for the job: KEY=VALUE, or KEY to forward this "
-                "shell's value (e.g. --env AWS_ENDPOINT_URL). Repeatable. Visible in the "
-                "dashboard: prefer node credentials for secrets."
-            ),
-        ] = None,
-        job_id: Annotated[
-            str | None, typer.Option(help="Submission id. Default: rayswap-STAGE-TIME-RANDOM.")
-        ] = None,
-        working_dir: Annotated[
-            str | None,
-            typer.Option(help="Project folder shipped to the cluster. Default: this checkout."),
-        ] = None,
-    ) -> None:
-        """Run a stage on a Ray cluster as a job (the project is shipped as its working dir).
+@command(SubmitConfig)
+def submit(cfg: SubmitConfig) -> None:
+    """Run a stage on a Ray cluster as a job (the project is shipped as its working dir).
 
-        Example: rayswap submit -- extract s3://bucket/videos/ --out s3://bucket/faces/
-        """
-        from cluster import submit as jobs
+    Example: rayswap submit -- extract s3://bucket/videos/ --out s3://bucket/faces/
+    """
+    from cluster import submit as jobs
 
-        if not stage_args or stage_args[0] not in stages():
-            got = stage_args[0] if stage_args else "nothing"
-            raise typer.BadParameter(
-                f"STAGE: got {got!r}; give one of {', '.join(stages())} after --, "
-                "e.g. rayswap submit -- extract clips/ --out s3://bucket/faces/"
-            )
-        env_vars = _parse_env(env or [])
-        for path in _relative_paths(stage_args[1:]):
-            typer.echo(
-                f"warning: {path!r} is a relative path; the job resolves it inside its own "
-                "temporary working dir on the cluster. Use s3:// URIs or absolute shared paths.",
-                err=True,
-            )
-        job = _cluster_call(jobs.submit, stage_args, address, job_id, working_dir, env_vars or None)
-        typer.echo(f"submitted {job}", err=True)
-        if not wait:
-            typer.echo(job)
-            return
-        try:
-            status = _cluster_call(jobs.follow_logs, job, _write, address)
-        except KeyboardInterrupt:
-            typer.echo(f"\ndetached; the job goes on. Stop it with: rayswap stop {job}", err=True)
-            raise typer.Exit(130) from None
-        typer.echo(f"job {job}: {status}", err=True)
-        if status != "SUCCEEDED":
-            raise typer.Exit(1)
+    stage_args, address = list(cfg.stage_args), cfg.address
+    if not stage_args or stage_args[0] not in _stages():
+        got = stage_args[0] if stage_args else "nothing"
+        raise typer.BadParameter(
+            f"STAGE: got {got!r}; give one of {', '.join(_stages())} after --, "
+            "e.g. rayswap submit -- extract clips/ --out s3://bucket/faces/"
+        )
+    env_vars = _parse_env(list(cfg.env))
+    for path in _relative_paths(stage_args[1:]):
+        typer.echo(
+            f"warning: {path!r} is a relative path; the job resolves it inside its own "
+            "temporary working dir on the cluster. Use s3:// URIs or absolute shared paths.",
+            err=True,
+        )
+    job = _cluster_call(
+        jobs.submit, stage_args, address, cfg.job_id, cfg.working_dir, env_vars or None
+    )
+    typer.echo(f"submitted {job}", err=True)
+    if not cfg.wait:
+        typer.echo(job)
+        return
+    try:
+        status = _cluster_call(jobs.follow_logs, job, _write, address)
+    except KeyboardInterrupt:
+        typer.echo(f"\ndetached; the job goes on. Stop it with: rayswap stop {job}", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"job {job}: {status}", err=True)
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
 
-    @app.command("jobs")
-    def list_jobs(address: JobsAddressOption = None) -> None:
-        """List the cluster's jobs, newest first: id, status, start time, entrypoint."""
-        from cluster import submit as jobs
 
-        rows = _cluster_call(jobs.list_jobs, address)
-        if not rows:
-            typer.echo("no jobs", err=True)
-        for row in rows:
-            started = (
-                datetime.fromtimestamp(row["start_time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
-                if row["start_time"]
-                else "-"
-            )
-            typer.echo(f"{row['job_id']}  {row['status']:<9}  {started}  {row['entrypoint']}")
+@command(JobsConfig, "jobs")
+def list_jobs(cfg: JobsConfig) -> None:
+    """List the cluster's jobs, newest first: id, status, start time, entrypoint."""
+    from cluster import submit as jobs
 
-    @app.command()
-    def logs(
-        job: Annotated[str, typer.Argument(help="Job id (see `rayswap jobs`).")],
-        address: JobsAddressOption = None,
-        follow: Annotated[
-            bool, typer.Option("--follow", "-f", help="Stream until it ends.")
-        ] = False,
-    ) -> None:
-        """Print a job's logs; --follow streams them until the job ends."""
-        from cluster import submit as jobs
+    rows = _cluster_call(jobs.list_jobs, cfg.address)
+    if not rows:
+        typer.echo("no jobs", err=True)
+    for row in rows:
+        started = (
+            datetime.fromtimestamp(row["start_time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
+            if row["start_time"]
+            else "-"
+        )
+        typer.echo(f"{row['job_id']}  {row['status']:<9}  {started}  {row['entrypoint']}")
 
-        if follow:
-            status = _cluster_call(jobs.follow_logs, job, _write, address)
-            typer.echo(f"job {job}: {status}", err=True)
-        else:
-            _write(_cluster_call(jobs.job_logs, job, address))
 
-    @app.command()
-    def stop(
-        job: Annotated[str, typer.Argument(help="Job id (see `rayswap jobs`).")],
-        address: JobsAddressOption = None,
-    ) -> None:
-        """Stop a running job (its Ray workers are stopped; finished outputs stay)."""
-        from cluster import submit as jobs
+@command(LogsConfig)
+def logs(cfg: LogsConfig) -> None:
+    """Print a job's logs; --follow streams them until the job ends."""
+    from cluster import submit as jobs
 
-        stopped = _cluster_call(jobs.stop_job, job, address)
-        typer.echo(f"{job}: {'stopping' if stopped else 'already ended'}")
+    if cfg.follow:
+        status = _cluster_call(jobs.follow_logs, cfg.job, _write, cfg.address)
+        typer.echo(f"job {cfg.job}: {status}", err=True)
+    else:
+        _write(_cluster_call(jobs.job_logs, cfg.job, cfg.address))
+
+
+@command(StopConfig)
+def stop(cfg: StopConfig) -> None:
+    """Stop a running job (its Ray workers are stopped; finished outputs stay)."""
+    from cluster import submit as jobs
+
+    stopped = _cluster_call(jobs.stop_job, cfg.job, cfg.address)
+    typer.echo(f"{cfg.job}: {'stopping' if stopped else 'already ended'}")

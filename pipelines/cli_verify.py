@@ -1,4 +1,4 @@
-"""The `rayswap verify` command (added to the app by `register`).
+"""The `rayswap verify` command.
 
 Exit codes, for scripts: 0 every video is marked; 1 a video is not marked; 3 a video is
 undecided (too few frames with a face); 4 a video could not be read; 2 bad invocation.
@@ -8,11 +8,11 @@ With several videos the first of 4, 1, 3 that applies wins; `--json` gives each 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from pipelines.cli_common import absolute, build_config
+from pipelines.cli_app import command, run_step
 from pipelines.config import VerifyConfig
 
 if TYPE_CHECKING:
@@ -66,23 +66,8 @@ def verdict_record(result: VerifyResult) -> dict:
     }
 
 
-def verify(
-    videos: Annotated[list[str], typer.Argument(help="Videos to check.", show_default=False)],
-    watermark_key: Annotated[str, typer.Option(help="Key the videos were marked with.")] = (
-        "rayswap"
-    ),
-    threshold: Annotated[
-        float,
-        typer.Option(
-            help="z-score above which a video with 3 or more frames with a face counts as "
-            "marked (one or two frames need more)."
-        ),
-    ] = 4.5,
-    max_frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 120,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON array of verdicts instead of lines.")
-    ] = False,
-) -> None:
+@command(VerifyConfig)
+def verify(cfg: VerifyConfig) -> None:
     """Check videos for rayswap's invisible watermark: marked, not marked or undecided.
 
     The score is a z-score of the key's pattern against 127 decoy patterns, over the frames
@@ -96,22 +81,10 @@ def verify(
     """
     from pipelines.verify import run_verify
 
-    cfg = build_config(
-        VerifyConfig,
-        videos=tuple(absolute(v) for v in videos),
-        watermark_key=watermark_key,
-        threshold=threshold,
-        max_frames=max_frames,
-    )
-    results = run_verify(cfg)
-    if json_output:
+    results = run_step("verify", run_verify, cfg)
+    if cfg.json:
         typer.echo(json.dumps([verdict_record(r) for r in results], indent=2))
     else:
         for result in results:
             typer.echo(verdict_line(result))
     raise typer.Exit(exit_code([r.verdict for r in results]))
-
-
-def register(app: typer.Typer) -> None:
-    """Add `verify` to the rayswap app."""
-    app.command()(verify)

@@ -70,10 +70,6 @@ def _run_torchscript(path: str, face: torch.Tensor) -> np.ndarray:
 
 
 def _export_onnx(module: SwapPath, example: torch.Tensor, path: str) -> None:
-    try:
-        import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
-    except ImportError as exc:
-        raise ValueError("--format onnx needs the onnx and onnxscript packages") from exc
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(
         module,
@@ -94,9 +90,26 @@ def _run_onnx(path: str, face: torch.Tensor) -> np.ndarray:
     return session.run(["rgb"], {"face": face.numpy()})[0]
 
 
-def run_export(cfg: ExportConfig) -> ExportSummary:
-    """Export, reload, and check against the eager model; raise ValueError on a mismatch."""
-    module, loaded = build_swap_path(cfg.checkpoint, cfg.direction)
+def prepare_export(cfg: ExportConfig) -> tuple[SwapPath, object]:
+    """Checks before the export: the checkpoint loads, the format's packages are there.
+
+    Returns `build_swap_path`'s (module, loaded checkpoint); raises ValueError /
+    FileNotFoundError naming the problem.
+    """
+    if cfg.format == "onnx":
+        try:
+            import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
+        except ImportError as exc:
+            raise ValueError("--format onnx needs the onnx and onnxscript packages") from exc
+    return build_swap_path(cfg.checkpoint, cfg.direction)
+
+
+def run_export(cfg: ExportConfig, prepared: tuple | None = None) -> ExportSummary:
+    """Export, reload, and check against the eager model; raise ValueError on a mismatch.
+
+    prepared: what `prepare_export(cfg)` returned (called here when None).
+    """
+    module, loaded = prepare_export(cfg) if prepared is None else prepared
     resolution = loaded.model_config.resolution
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, 3, resolution, resolution, generator=generator)

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from ops import schema, storage
-from pipelines.config import config_json
+from pipelines.config import FacesReportConfig, config_json
 from pipelines.faces_report_features import Features, compute_local, compute_ray
 from pipelines.faces_report_stats import FILTER_ORDER, Analysis, analyse_faces, plan_filters
 from pipelines.faces_report_write import (
@@ -35,7 +35,6 @@ from pipelines.faces_report_write import (
     write_per_face,
 )
 
-ENGINES = ("auto", "local", "ray")
 # What `--engine auto` weighs (measured on a 2-core machine): dlib embeds a face in about
 # 85 ms of one core, decoding and the thumbnail take about 1 ms, and starting a local Ray
 # with its actors (each loading dlib) costs about 15 s before the first face.
@@ -45,69 +44,6 @@ RAY_START_S = 15.0
 REPORT_JSON = "report.json"
 CONTACT_SHEET = "contact_sheet.png"
 PER_FACE = "per_face.parquet"
-
-
-def _check(condition: bool, name: str, value: object, rule: str) -> None:
-    if not condition:
-        raise ValueError(f"--{name.replace('_', '-')}: {value!r} is invalid; {rule}")
-
-
-@dataclass(frozen=True)
-class FacesReportConfig:
-    """Settings of `rayswap faces report`."""
-
-    faces: str
-    out: str
-    min_sharpness: float | None = None
-    drop_duplicates: bool = False
-    duplicate_threshold: float = 2.0  # grey levels, mean |difference| of 16 x 16 thumbnails
-    max_identity_distance: float | None = None
-    identity: bool = True
-    top: int = 10
-    sheet_faces: int = 48
-    engine: str = "auto"
-    workers: int | None = None
-    address: str | None = None
-
-    def __post_init__(self) -> None:
-        _check(bool(self.faces), "faces", self.faces, "give a faces folder or URI")
-        _check(bool(self.out), "out", self.out, "give an output folder or URI")
-        _check(
-            self.min_sharpness is None or self.min_sharpness >= 0,
-            "min_sharpness",
-            self.min_sharpness,
-            "must be >= 0",
-        )
-        _check(
-            0 < self.duplicate_threshold <= 64,
-            "duplicate_threshold",
-            self.duplicate_threshold,
-            "must be in (0, 64] grey levels",
-        )
-        _check(
-            self.max_identity_distance is None or self.max_identity_distance > 0,
-            "max_identity_distance",
-            self.max_identity_distance,
-            "must be > 0",
-        )
-        _check(
-            self.identity or self.max_identity_distance is None,
-            "max_identity_distance",
-            self.max_identity_distance,
-            "needs identity embeddings; drop --no-identity",
-        )
-        _check(self.top >= 1, "top", self.top, "must be >= 1")
-        _check(0 <= self.sheet_faces <= 400, "sheet_faces", self.sheet_faces, "in [0, 400]")
-        _check(self.engine in ENGINES, "engine", self.engine, f"one of {ENGINES}")
-        _check(self.workers is None or self.workers >= 1, "workers", self.workers, "must be >= 1")
-
-    @property
-    def filtering(self) -> bool:
-        return (
-            self.min_sharpness is not None
-            or self.drop_duplicates
-            or self.max_identity_distance is not None
-        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pipelines.config.flags import BadInvocation
+
 GPU_SHARE_STEP = 1e-4  # Ray's precision of fractional resources
 
 
@@ -60,12 +62,12 @@ def plan_actors(
 
     reserve_cpus: kept free once per cluster (on its largest node), so Ray Data's plan and
     write tasks stay schedulable beside actors that hold CPUs for the whole run.
-    Raises ValueError when --gpu is asked of a cluster without GPUs.
+    Raises BadInvocation (a ValueError) when --gpu is asked of a cluster without GPUs.
     """
     if gpu:
         nodes = [n for n in nodes if n.get("GPU", 0) > 0]
         if not nodes:
-            raise ValueError("--gpu: the Ray cluster has no GPU; drop --gpu")
+            raise BadInvocation("--gpu: the Ray cluster has no GPU; drop --gpu")
     largest = max(range(len(nodes)), key=lambda i: nodes[i].get("CPU", 0)) if nodes else -1
     per_node = [
         int(max(n.get("CPU", 0) - (reserve_cpus if i == largest else 0), 0) // cpus_per_worker)

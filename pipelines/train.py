@@ -39,6 +39,7 @@ from ray.train.torch import TorchTrainer
 from ops import storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from pipelines.config import TrainConfig, parse_label_selector
+from pipelines.config.flags import BadInvocation
 from pipelines.ray_setup import connect_ray
 from pipelines.train_data import FacesInfo, check_resume, inspect_faces, load_faces
 from pipelines.train_worker import METRICS_FILE, model_config_of, train_loop_per_worker
@@ -73,12 +74,12 @@ def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
             [f"--workers {int(cpus // cfg.cpus_per_worker)}"] if cpus >= cfg.cpus_per_worker else []
         )
         fits += [f"--cpus-per-worker {cpus / cfg.workers:g}"] if cpus >= cfg.workers else []
-        raise ValueError(
+        raise BadInvocation(
             f"--workers {cfg.workers} x --cpus-per-worker {cfg.cpus_per_worker:g} needs "
             f"{need:g} CPUs, but Ray has {cpus:g}" + (f"; use {' or '.join(fits)}" if fits else "")
         )
     if cfg.gpu and cfg.workers > gpus:
-        raise ValueError(
+        raise BadInvocation(
             f"--gpu: --workers {cfg.workers} needs {cfg.workers} GPUs (one per worker), but "
             f"Ray has {gpus:g}" + (f"; use --workers {int(gpus)}" if gpus >= 1 else "")
         )
@@ -98,6 +99,8 @@ def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
             f"{infos['a'].coverage}; extract both identities with the same --coverage"
         )
     check_resume(cfg, model_config_of(cfg), infos["a"].coverage)
+    if not ray.is_initialized() and not (cfg.address or os.environ.get("RAY_ADDRESS")):
+        check_resources(cfg, float(os.cpu_count() or 1), _local_gpus())  # before Ray starts
     return infos
 
 
@@ -136,8 +139,6 @@ def run_train(
     """Train (or resume) on the faces of a and b; returns what happened."""
     started = time.perf_counter()
     infos = infos or prepare_train(cfg)
-    if not ray.is_initialized() and not (cfg.address or os.environ.get("RAY_ADDRESS")):
-        check_resources(cfg, float(os.cpu_count() or 1), _local_gpus())  # before Ray starts
     connect_ray(cfg.address)
     resources = ray.cluster_resources()
     check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from ops import schema
 from ops.align import align_face
 from ops.detect import RetinaFaceDetector, select_faces
-from ops.identity import EMBEDDING_DIM
+from ops.identity import DEFAULT_MAX_DISTANCE, EMBEDDING_DIM
 from ops.quality import encode_crop
 from ops.video import iter_frames, probe_video
 from pipelines.cli import app
-from pipelines.config import DEFAULT_MAX_DISTANCE, ExtractConfig, config_json
+from pipelines.config import ExtractConfig, config_json
 from pipelines.extract_plan import check_resume
 from pipelines.extract_reference import load_reference
 from tests.conftest import shared_image, shared_video

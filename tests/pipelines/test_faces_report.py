@@ -26,9 +26,9 @@ from ops import schema
 from pipelines import faces_report as report_stage
 from pipelines.cli import app
 from pipelines.cli_faces import report_lines
-from pipelines.config import ExtractConfig, TrainConfig
+from pipelines.config import ExtractConfig, FacesReportConfig, TrainConfig
 from pipelines.extract import run_extract
-from pipelines.faces_report import FacesReportConfig, run_faces_report
+from pipelines.faces_report import run_faces_report
 from pipelines.train_data import inspect_faces
 from tests.conftest import shared_video
 
