@@ -63,8 +63,8 @@ def parameters(config: type) -> list[inspect.Parameter]:
         flag = flag_of(item)
         if flag is None:
             continue
-        has_default = item.default is not MISSING or item.default_factory is not MISSING
-        default = item.default if item.default is not MISSING else None
+        has_default = item.default is not MISSING
+        default = None if not has_default or item.default == () else item.default
         if flag.argument:
             metavar = flag.metavar or item.name.upper()
             info = typer.Argument(help=flag.help, show_default=False, metavar=metavar)
@@ -99,8 +99,8 @@ def build(config: type[T], values: dict[str, Any]) -> T:
             continue
         if isinstance(value, list):
             value = tuple(value)
-        if value is None and item.default_factory is not MISSING:
-            value = item.default_factory()
+        if value is None and item.default == ():  # a repeatable option given no times
+            value = ()
         if flag is not None and flag.path and value is not None:
             value = tuple(map(absolute, value)) if isinstance(value, tuple) else absolute(value)
         built[item.name] = value

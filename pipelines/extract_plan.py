@@ -1,18 +1,20 @@
 """Extract planning: output layout, resume bookkeeping and splitting videos into segments.
 
-Ray-free helpers of pipelines/extract.py. `plan_segments` runs as a Ray Data flat_map task
-(one input video -> its segment rows); the rest runs on the driver before Ray starts.
+Ray-free helpers of pipelines/extract.py (pipelines/segments.py describes the stage's
+shape). `plan_segments` runs as a Ray Data flat_map task (one input video -> its segment
+rows); the rest runs on the driver before Ray starts.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields
 
-from ops import schema, storage
-from ops.sources import VideoSource, expand_inputs, probe_source, split_source, video_id
+from ops import storage
+from ops.sources import VideoSource, expand_inputs, video_id
 from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
+from pipelines.config.flags import defaults as flag_defaults
+from pipelines.segments import SEGMENT_DONE, name_file, split_video
 
 REPORT_KEYS = (
     "video",
@@ -20,15 +22,16 @@ REPORT_KEYS = (
     "identity",
     "start",
     "stop",
-    "stage",
+    "status",  # "" extracted in this run (or failed), "done" by an earlier run
     "error",
+    "error_step",  # the errors dataset's stage: "probe" or "extract"
     "frames",
     "faces",
     "filtered",
     "rejected",  # faces farther than --max-distance from the --reference person
     "seconds",
-    "began_at",  # wall clock (epoch s) when the segment's work began
 )
+COUNT_KEYS = ("frames", "faces", "filtered", "rejected")
 
 
 def faces_dir(out: str, identity: str) -> str:
@@ -41,10 +44,6 @@ def segment_name(video_key: str, start: int) -> str:
 
 def segment_path(out: str, identity: str, video_key: str, start: int) -> str:
     return storage.join(faces_dir(out, identity), segment_name(video_key, start))
-
-
-def error_path(out: str, video_key: str, start: int) -> str:
-    return storage.join(out, "errors", segment_name(video_key, start))
 
 
 def list_done_segments(out: str) -> frozenset[str]:
@@ -64,9 +63,11 @@ def list_done_segments(out: str) -> frozenset[str]:
 
 
 def segment_report(row: dict, **fields) -> dict:
+    """A report row: the row's keys, its counts (0 where it has none), updated by `fields`."""
     report = {key: row.get(key) for key in REPORT_KEYS}
-    report.update(frames=0, faces=0, filtered=0, rejected=0, seconds=0.0, began_at=0.0)
-    report.update(stage="", error="")
+    report.update({key: row.get(key) or 0 for key in COUNT_KEYS})
+    report.update(status=row.get("status") or "", error=row.get("error") or "")
+    report.update(error_step=row.get("error_step") or "", seconds=0.0)
     report.update(fields)
     return report
 
@@ -75,34 +76,21 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
     """flat_map: one input video -> its segment rows (or one error row). Never raises."""
     uri, identity = row["video"], row["identity"]
     key = video_id(uri)
-    base = {
-        "video": uri,
-        "identity": identity,
-        "video_id": key,
-        "start": 0,
-        "stop": -1,
-    }
+    base = {"video": uri, "identity": identity, "video_id": key, "start": 0, "stop": -1}
     reader = {"every_n": 1, "seek_frame": -1, "seek_pts": -1}  # how the actor reads a segment
     try:
-        info = probe_source(uri)
-        ranges = split_source(uri, info.frame_count, cfg["segment_frames"])
-    except Exception as exc:  # noqa: BLE001 - recorded as an error row
-        return [segment_report(base, stage="probe", error=name_file(uri, exc)) | reader]
+        info, ranges = split_video(uri, cfg["segment_frames"])
+    except Exception as exc:  # noqa: BLE001 - recorded by the actor, in the errors dataset
+        return [segment_report(base, error_step="probe", error=name_file(uri, exc)) | reader]
     reader["every_n"] = every_n_for_fps(info.fps, cfg["fps"], cfg["every_n"])
     rows = []
     for frames in ranges:  # the last runs to the end (stop -1)
         name = f"{identity}/{segment_name(key, frames.start)}"
-        status = "done" if name in done else ""
+        status = SEGMENT_DONE if name in done else ""
         seek = {"seek_frame": frames.seek_frame, "seek_pts": frames.seek_pts}
-        report = segment_report(base, start=frames.start, stop=frames.stop, stage=status)
+        report = segment_report(base, start=frames.start, stop=frames.stop, status=status)
         rows.append(report | reader | seek)
     return rows
-
-
-def name_file(uri: str, exc: BaseException) -> str:
-    message = schema.format_error(exc)
-    name = storage.strip_query(uri)
-    return message if name in message else f"{message} ({name})"
 
 
 def check_resume(cfg: ExtractConfig) -> None:
@@ -112,7 +100,7 @@ def check_resume(cfg: ExtractConfig) -> None:
         return
     previous = json.loads(storage.read_bytes(path)).get("config", {})
     # a field newer than the output's config held its default there (no --reference)
-    defaults = {f.name: f.default for f in fields(ExtractConfig) if f.default is not MISSING}
+    defaults = flag_defaults(ExtractConfig)
     for name in ExtractConfig.OUTPUT_FIELDS:
         current = json.loads(json.dumps(getattr(cfg, name)))  # tuples as the JSON lists
         before = previous.get(name, json.loads(json.dumps(defaults.get(name))))

@@ -1,7 +1,8 @@
 """Render planning: output names, resume bookkeeping, the pinned checkpoint, segment rows.
 
-Ray-free helpers of pipelines/render.py. `finished_video` and `done_segment` run in its
-plan (a Ray Data flat_map task); the rest runs on the driver before Ray starts.
+Ray-free helpers of pipelines/render.py (pipelines/segments.py describes the stage's
+shape). `plan_render_segments` runs as a Ray Data flat_map task (one input video -> its
+segment rows); the rest runs on the driver before Ray starts.
 
 Resume works like extract's. What is finished is recorded on disk as it finishes:
     OUT/_parts/<video_id>/<start>.mp4   a rendered segment (written atomically)
@@ -19,11 +20,13 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from ops import schema, storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from ops.sources import VideoSource, video_id
 from pipelines.config import RenderConfig
+from pipelines.segments import SEGMENT_DONE, VIDEO_FINISHED, name_file, split_video
 
 REPORT_KEYS = (
     "video",
@@ -33,14 +36,13 @@ REPORT_KEYS = (
     "stop",
     "segments",
     "part",
-    "status",
+    "status",  # "" rendered in this run (or failed), SEGMENT_DONE, VIDEO_FINISHED
     "error",
+    "error_step",  # the errors dataset's stage: "probe" or "render"
 )
 COUNT_KEYS = ("frames", "swapped_frames", "faces_missed", "seconds")
 NAME_MAX = 120
 PARTS, DONE = "_parts", "_done"
-# report status: "" rendered (or failed) in this run, "done" segment skipped, "finished" video
-SEGMENT_DONE, VIDEO_FINISHED = "done", "finished"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def report(row: dict, **fields: object) -> dict:
     out = {key: row.get(key) for key in REPORT_KEYS}
     out.update({key: row.get(key) or 0 for key in COUNT_KEYS})
     out.update(status=row.get("status") or "", error=row.get("error") or "")
+    out.update(error_step=row.get("error_step") or "")
     out.update(fields)
     out["seconds"] = float(out["seconds"])  # one type in every block
     return out
@@ -177,6 +180,44 @@ def recorded_split(out: str) -> int | None:
     previous = read_json(storage.join(out, "_config.json")) or {}
     value = previous.get("segments_per_video")
     return int(value) if value is not None else None
+
+
+def plan_render_segments(
+    row: dict,
+    segment_frames: int,
+    out: str,
+    context: int = 0,
+    finished: frozenset[str] = frozenset(),
+    per_video: int = 1,
+) -> list[dict]:
+    """flat_map: one input video -> its segment rows, or one error row. Never raises.
+
+    `context` is the smoothing radius: each segment also decodes that many frames before
+    its start, so its seek point (`seek_frame`, `seek_pts`) is that far back. What an
+    earlier run recorded (`finished`, from `list_finished`) comes back as reports with
+    status "finished" (the whole video) or "done" (a segment) and is not rendered again.
+    `per_video`: split the video into at least this many segments (few videos, many actors).
+    """
+    uri, name = row["video"], row["output"]
+    key = video_id(uri)
+    base = {"video": uri, "video_id": key, "output": storage.join(out, name), "start": 0}
+    base |= {"stop": -1, "segments": 1, "part": "", "error": ""}
+    seek = {"seek_frame": -1, "seek_pts": -1}
+    done = finished_video(base, out, finished)
+    if done is not None:
+        return [done | seek]
+    try:
+        length = partial(segment_length, segment_frames=segment_frames, per_video=per_video)
+        _, ranges = split_video(uri, segment_frames, context, length)
+    except Exception as exc:  # noqa: BLE001 - recorded by the actor, and in the manifest
+        return [report(base, error=name_file(uri, exc), error_step="probe", **seek)]
+    rows = []
+    for frames in ranges:  # the last runs to the end (stop -1)
+        part = part_path(out, key, frames.start)
+        seek = {"seek_frame": frames.seek_frame, "seek_pts": frames.seek_pts}
+        fields = {"start": frames.start, "stop": frames.stop, "segments": len(ranges)}
+        rows.append(done_segment(report(base, part=part, **fields, **seek), out, finished))
+    return rows
 
 
 # -- resume checks (driver, before Ray) --------------------------------------------------------

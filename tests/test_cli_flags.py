@@ -69,10 +69,10 @@ def test_every_cli_default_equals_its_config_default(path):
     assert set(params) == {f.name for f in fields(config)}
     for item in fields(config):
         param = params[item.name]
-        if item.default is MISSING and item.default_factory is MISSING:
+        if item.default is MISSING:
             assert param.required, item.name
             continue
-        default = item.default if item.default is not MISSING else item.default_factory()
+        default = item.default
         assert not param.required, item.name
         parsed = param.default
         if default == () and parsed is None:  # a repeatable option given no times

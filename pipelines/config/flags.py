@@ -41,10 +41,7 @@ class Flag:
 
 def option(default: Any, help: str, check: Check | None = None, **how: Any) -> Any:
     """A config field shown as `--name` (REQUIRED: no default)."""
-    meta = {"flag": Flag(help, check, **how)}
-    if isinstance(default, tuple):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata={"flag": Flag(help, check, **how)})
 
 
 def argument(help: str, check: Check | None = None, **how: Any) -> Any:
@@ -85,13 +82,7 @@ def check_fields(config: Any) -> None:
 
 def defaults(config_class: type) -> dict[str, Any]:
     """Field name -> default, for the fields that have one."""
-    found = {}
-    for item in fields(config_class):
-        if item.default is not MISSING:
-            found[item.name] = item.default
-        elif item.default_factory is not MISSING:
-            found[item.name] = item.default_factory()
-    return found
+    return {f.name: f.default for f in fields(config_class) if f.default is not MISSING}
 
 
 # -- checks ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.extract import FAIL_MARKER
+from pipelines.segments import FAIL_MARKER
 from tests.pipelines.test_ray_guard import session_pids, wait_until_gone
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,15 @@ from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames, probe_video
 from ops.video_out import frame_rate_of, join_segments, read_metadata
 from pipelines.config import RenderConfig
-from pipelines.render import output_name, output_names, plan_render_segments, run_render
-from pipelines.render_plan import MIN_SEGMENT_FRAMES, segment_length, segments_per_video
+from pipelines.render import run_render
+from pipelines.render_plan import (
+    MIN_SEGMENT_FRAMES,
+    output_name,
+    output_names,
+    plan_render_segments,
+    segment_length,
+    segments_per_video,
+)
 from pipelines.render_segment import SegmentRenderer, _Pending
 from tests.vfr_clip import read_stamp, write_vfr_clip
 
@@ -76,6 +83,12 @@ def test_run_render_batch_with_bad_inputs(ray_local, checkpoint, clips, tmp_path
     assert "ValueError" in rows["corrupt.mp4"][schema.ERROR]
     assert rows["faceless.mp4"][schema.SWAPPED_FRAMES] == 0
     assert rows["faceless.mp4"][schema.FACES_MISSED] == 10
+    # the same contract as extract's: one errors-dataset row per failed item, naming it
+    errors = pq.read_table(out / "errors").to_pylist()
+    assert sorted(Path(e[schema.VIDEO]).name for e in errors) == ["corrupt.mp4", "no.mp4"]
+    assert {e[schema.STAGE] for e in errors} == {"probe"}
+    assert all(Path(e[schema.VIDEO]).name in e[schema.ERROR] for e in errors)
+    assert errors[0][schema.ERROR] in rows[Path(errors[0][schema.VIDEO]).name][schema.ERROR]
     for name in ("sample_a.mp4", "my clip (1).mp4"):
         row = rows[name]
         assert row[schema.ERROR] is None and row[schema.SWAPPED_FRAMES] > 30

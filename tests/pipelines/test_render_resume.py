@@ -19,7 +19,8 @@ from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames
 from ops.video_out import read_metadata
 from pipelines.config import RenderConfig
-from pipelines.render import FAIL_MARKER, prepare_render, run_render
+from pipelines.render import prepare_render, run_render
+from pipelines.segments import FAIL_MARKER
 
 
 def _save(path: Path, step: int, seed: int) -> str:
