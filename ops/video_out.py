@@ -245,9 +245,3 @@ class _AudioCarrier:
                 frame.pts = None
             for packet in self.out_stream.encode(frame):
                 yield float((packet.dts or 0) * packet.time_base), packet
-
-
-def read_metadata(path: str) -> dict[str, str]:
-    """Container tags of a media file (keys as FFmpeg reports them)."""
-    with av.open(path) as container:
-        return dict(container.metadata)

@@ -23,6 +23,7 @@ from torch import nn
 
 from ops import storage
 from ops.checkpoint import load_checkpoint
+from ops.model import swap_target
 from pipelines.config import ExportConfig
 
 
@@ -50,7 +51,7 @@ class ExportSummary:
 def build_swap_path(checkpoint: str, direction: str) -> tuple[SwapPath, object]:
     """The eager swap path of `direction` ("a2b" or "b2a") and the loaded checkpoint."""
     loaded = load_checkpoint(checkpoint)
-    decoder = loaded.model.decoder_b if direction == "a2b" else loaded.model.decoder_a
+    decoder = getattr(loaded.model, f"decoder_{swap_target(direction)}")
     return SwapPath(loaded.model.encoder, decoder).eval(), loaded
 
 

@@ -38,6 +38,7 @@ from ops.checkpoint import load_checkpoint
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.detect_torch import make_detector
 from ops.label import draw_label
+from ops.model import swap_target
 from ops.smooth import face_scale, match_face, smooth_faces
 from ops.types import Detection, Frame, Landmarks
 from ops.video import iter_frames
@@ -86,7 +87,7 @@ class SegmentRenderer:
         self.checkpoint, self.step = loaded.path, loaded.step
         self.resolution = loaded.model_config.resolution
         self.coverage = loaded.coverage
-        self.to = "b" if cfg.direction == "a2b" else "a"
+        self.to = swap_target(cfg.direction)
         self.detector = make_detector(  # torch on CUDA; --detector picks on CPU
             str(self.device),
             threads=threads,

@@ -37,6 +37,7 @@ from ops.preview import encode_png, preview_grid
 from ops.train_step import (
     NO_BAD_STEP,
     LossWindow,
+    autocast_dtype_for,
     make_optimizer,
     prepare_for_steps,
     train_step,
@@ -96,11 +97,6 @@ def restore_state(model: SwapAutoencoder) -> tuple[int, dict | None]:
         return int(read_checkpoint_config(directory)["step"]), optimizer_state
 
 
-def mixed_precision(cfg: TrainConfig) -> bool:
-    """bf16 autocast: --precision bf16, or auto on GPU."""
-    return cfg.precision == "bf16" or (cfg.precision == "auto" and cfg.gpu)
-
-
 def first_bad_step(window: LossWindow, world: int) -> int | None:
     """The first non-finite step over all ranks (one all-reduce), or None; every rank agrees."""
     flag = window.first_bad.clone()
@@ -141,7 +137,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     optimizer = make_optimizer(raw_model, cfg.lr)  # fused on CUDA: built after the move
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)  # casts the state onto the device
-    autocast = torch.bfloat16 if mixed_precision(cfg) else None
+    autocast = autocast_dtype_for(cfg.precision, cfg.gpu)
 
     # [3] shard the datasets: each worker holds (or streams) its own part of a and of b
     generator = _generator(device, cfg.seed, rank, start_step)

@@ -7,7 +7,8 @@ from fractions import Fraction
 import numpy as np
 
 from ops.video import iter_frames, probe_video
-from ops.video_out import SegmentWriter, frame_rate_of, join_segments, read_metadata
+from ops.video_out import SegmentWriter, frame_rate_of, join_segments
+from tests.media_tags import read_metadata
 
 
 def _frames(path: str) -> list[np.ndarray]:

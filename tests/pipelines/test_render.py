@@ -13,7 +13,7 @@ import pytest
 from ops import schema
 from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames, probe_video
-from ops.video_out import frame_rate_of, join_segments, read_metadata
+from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig
 from pipelines.render import run_render
 from pipelines.render_plan import (
@@ -25,6 +25,7 @@ from pipelines.render_plan import (
     segments_per_video,
 )
 from pipelines.render_segment import SegmentRenderer, _Pending
+from tests.media_tags import read_metadata
 from tests.vfr_clip import read_stamp, write_vfr_clip
 
 

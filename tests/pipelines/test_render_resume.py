@@ -17,10 +17,10 @@ import pytest
 from ops import schema
 from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames
-from ops.video_out import read_metadata
 from pipelines.config import RenderConfig
 from pipelines.render import prepare_render, run_render
 from pipelines.segments import FAIL_MARKER
+from tests.media_tags import read_metadata
 
 
 def _save(path: Path, step: int, seed: int) -> str:
