@@ -44,8 +44,8 @@ from ops.quality import decode_crop
 from ops.types import Detection, Frame
 from ops.video import iter_frames
 from pipelines.config import EvaluateConfig, RenderConfig, StageSummary
-from pipelines.node_plan import cluster_nodes, plan_actors
-from pipelines.ray_setup import actor_pool, connect_ray
+from pipelines.node_plan import stage_actors
+from pipelines.ray_setup import actor_pool
 
 EVALUATION_FILE = "evaluation.parquet"
 FRAMES_FILE = "evaluation_frames.parquet"
@@ -409,12 +409,11 @@ def run_evaluate(
     """
     started = time.perf_counter()
     plan = prepare_evaluate(cfg) if plan is None else plan
-    connect_ray(cfg.address)
+    actors = stage_actors(cfg)
     rendered = [v for v in plan.videos if v[schema.OUTPUT] and not v[schema.ERROR]]
     skipped = [not_rendered(v, plan.direction) for v in plan.videos if v not in rendered]
-    actors = plan_actors(cluster_nodes(), cfg.cpus_per_worker, False, cfg.workers)
     reports: list[dict] = []
-    totals = {"videos": 0, "frames": 0, "workers": actors.workers, "cpus_each": actors.cpus_each}
+    totals = {"videos": 0, "frames": 0, **actors.counts()}
     if rendered:
         # [1] galleries: embeddings of faces of A and of B, once, by two tasks
         gallery_started = time.perf_counter()

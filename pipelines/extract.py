@@ -37,8 +37,7 @@ from pipelines.extract_plan import (
     prepare_extract,
 )
 from pipelines.extract_reference import load_reference
-from pipelines.node_plan import cluster_nodes, plan_actors
-from pipelines.ray_setup import connect_ray
+from pipelines.node_plan import stage_actors
 from pipelines.segments import ERRORS, SEGMENT_DONE, add_counts, segment_dataset
 
 
@@ -60,11 +59,8 @@ def run_extract(
     storage.make_dirs(storage.join(cfg.out, "faces"))
     write_configs(cfg)
     done = list_done_segments(cfg.out)
-    connect_ray(cfg.address)
     # probing takes no CPU slot, so the actors may own every CPU (no reserve)
-    actors = plan_actors(
-        cluster_nodes(), cfg.cpus_per_worker, cfg.gpu, cfg.workers, cfg.gpus_per_worker, 0.0
-    )
+    actors = stage_actors(cfg, reserve_cpus=0.0)
     config = asdict(cfg)
     dataset = segment_dataset(
         [{"video": s.uri, "identity": s.identity} for s in sources],
@@ -81,9 +77,7 @@ def run_extract(
     totals |= {
         "reference": len(reference) if reference is not None else 0,  # reference faces
         "max_distance": cfg.max_distance or 0.0,
-        "workers": actors.workers,
-        "cpus_each": actors.cpus_each,
-        "gpus_each": actors.gpus_each,
+        **actors.counts(),
     }
     failed_videos: dict[str, str] = {}
     for report in dataset.iter_rows():

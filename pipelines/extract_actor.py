@@ -21,7 +21,7 @@ from ops.types import Detection, Frame, FrameRange
 from ops.video import iter_frames
 from pipelines.config import ExtractConfig
 from pipelines.extract_commit import write_faces
-from pipelines.extract_plan import REPORT_KEYS, segment_report
+from pipelines.extract_plan import COUNT_KEYS, REPORT_KEYS
 from pipelines.segments import SegmentActor, fail_once
 
 
@@ -38,7 +38,7 @@ class FaceExtractor(SegmentActor):
     once on the driver).
     """
 
-    report_keys = REPORT_KEYS
+    keys, counts = REPORT_KEYS, COUNT_KEYS
     work_step = "extract"
     action = "skipped; no faces written for this segment (rerun retries it)"
 
@@ -57,9 +57,6 @@ class FaceExtractor(SegmentActor):
         if self.cfg.reference and self.reference is None:
             raise ValueError("--reference: the actors need the reference embeddings")
         self.embedder = IdentityEmbedder() if self.reference is not None else None
-
-    def report(self, row: dict, **fields) -> dict:
-        return segment_report(row, **fields)
 
     def work(self, row: dict) -> dict[str, int]:
         cfg = self.cfg

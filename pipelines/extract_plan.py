@@ -14,23 +14,10 @@ from ops.sources import VideoSource, expand_inputs, video_id
 from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
 from pipelines.config.flags import defaults as flag_defaults
-from pipelines.segments import SEGMENT_DONE, name_file, split_video
+from pipelines.segments import SEGMENT_DONE, name_file, report_row, split_video
 
-REPORT_KEYS = (
-    "video",
-    "video_id",
-    "identity",
-    "start",
-    "stop",
-    "status",  # "" extracted in this run (or failed), "done" by an earlier run
-    "error",
-    "error_step",  # the errors dataset's stage: "probe" or "extract"
-    "frames",
-    "faces",
-    "filtered",
-    "rejected",  # faces farther than --max-distance from the --reference person
-    "seconds",
-)
+REPORT_KEYS = ("video", "video_id", "identity", "start", "stop")  # + segments.STATUS_KEYS
+# counts of a segment; rejected: faces farther than --max-distance from the --reference person
 COUNT_KEYS = ("frames", "faces", "filtered", "rejected")
 
 
@@ -63,13 +50,8 @@ def list_done_segments(out: str) -> frozenset[str]:
 
 
 def segment_report(row: dict, **fields) -> dict:
-    """A report row: the row's keys, its counts (0 where it has none), updated by `fields`."""
-    report = {key: row.get(key) for key in REPORT_KEYS}
-    report.update({key: row.get(key) or 0 for key in COUNT_KEYS})
-    report.update(status=row.get("status") or "", error=row.get("error") or "")
-    report.update(error_step=row.get("error_step") or "", seconds=0.0)
-    report.update(fields)
-    return report
+    """An extract report row (`segments.report_row`), updated by `fields`."""
+    return report_row(row, REPORT_KEYS, COUNT_KEYS, **fields)
 
 
 def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:

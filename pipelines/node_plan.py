@@ -28,9 +28,23 @@ class ActorPlan:
     cpus_each: float
     gpus_each: float = 0.0
 
+    def counts(self) -> dict[str, float]:
+        """The plan as summary counts (`cli_common.plan_text` prints them)."""
+        return {"workers": self.workers, "cpus_each": self.cpus_each, "gpus_each": self.gpus_each}
+
     def describe(self) -> str:
         gpu = f" + {self.gpus_each:.4g} GPU" if self.gpus_each else ""
         return f"{self.workers} actors x {self.cpus_each:g} CPU{gpu}"
+
+
+def stage_actors(cfg: object, reserve_cpus: float = 1.0) -> ActorPlan:
+    """Join (or start) the stage's Ray, then plan its actors from its flags: --workers,
+    --cpus-per-worker, and --gpu / --gpus-per-worker where the stage has them."""
+    from pipelines.ray_setup import connect_ray
+
+    connect_ray(cfg.address)
+    gpu, share = getattr(cfg, "gpu", False), getattr(cfg, "gpus_per_worker", None)
+    return plan_actors(cluster_nodes(), cfg.cpus_per_worker, gpu, cfg.workers, share, reserve_cpus)
 
 
 def cluster_nodes() -> list[dict[str, float]]:

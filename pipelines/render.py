@@ -37,8 +37,7 @@ import ray.data
 from ops import schema, storage
 from ops.sources import expand_inputs
 from pipelines.config import RenderConfig, StageSummary, config_json
-from pipelines.node_plan import cluster_nodes, plan_actors
-from pipelines.ray_setup import connect_ray
+from pipelines.node_plan import stage_actors
 from pipelines.render_actor import FaceSwapper
 from pipelines.render_commit import (
     VideoState,
@@ -182,10 +181,7 @@ def run_render(
     storage.make_dirs(cfg.out)
     per_video = recorded_split(cfg.out)  # a rerun keeps the segments it started with
     finished = list_finished(cfg.out)
-    connect_ray(cfg.address)
-    actors = plan_actors(
-        cluster_nodes(), cfg.cpus_per_worker, cfg.gpu, cfg.workers, cfg.gpus_per_worker
-    )
+    actors = stage_actors(cfg)
     if per_video is None:  # few videos, many actors: split finer so every actor has work
         per_video = segments_per_video(len(plan.sources), actors.workers)
     pinned = {"path": plan.checkpoint.path, "step": plan.checkpoint.step}
@@ -218,8 +214,7 @@ def run_render(
     )
     totals = {"videos": len(plan.sources), "segments": 0, "frames": 0, "swapped_frames": 0}
     totals |= {"faces_missed": 0, "skipped_videos": 0, "skipped_segments": 0}
-    totals |= {"workers": actors.workers, "cpus_each": actors.cpus_each}
-    totals |= {"gpus_each": actors.gpus_each}
+    totals |= actors.counts()
     rows = _collect(dataset, cfg, plan.checkpoint, finished, totals, on_progress)
     rows.sort(key=lambda r: r[schema.VIDEO])
     manifest = write_manifest(cfg.out, rows)

@@ -16,7 +16,7 @@ from ops import storage
 from ops.types import FrameRange
 from ops.video_out import frame_rate_of
 from pipelines.config import RenderConfig
-from pipelines.render_plan import COUNT_KEYS, REPORT_KEYS, part_path, report, segment_record
+from pipelines.render_plan import COUNT_KEYS, REPORT_KEYS, part_path, segment_record
 from pipelines.segments import SegmentActor, fail_once
 
 
@@ -27,7 +27,7 @@ class FaceSwapper(SegmentActor):
     file, then its record (OUT/_parts/<video_id>/<start>.json).
     """
 
-    report_keys = (*REPORT_KEYS, *COUNT_KEYS)
+    keys, counts = REPORT_KEYS, COUNT_KEYS
     work_step = "render"
     action = "skipped; the video is not joined until a rerun renders this segment"
 
@@ -47,9 +47,6 @@ class FaceSwapper(SegmentActor):
 
             every_n = self.cfg.evaluate_every_n
             self.renderer.evaluator = SegmentEvaluator(self.renderer, galleries, every_n)
-
-    def report(self, row: dict, **fields) -> dict:
-        return report(row, **fields)
 
     def work(self, row: dict) -> dict[str, float]:
         started = time.perf_counter()

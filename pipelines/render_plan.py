@@ -26,20 +26,15 @@ from ops import schema, storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from ops.sources import VideoSource, video_id
 from pipelines.config import RenderConfig
-from pipelines.segments import SEGMENT_DONE, VIDEO_FINISHED, name_file, split_video
-
-REPORT_KEYS = (
-    "video",
-    "video_id",
-    "output",
-    "start",
-    "stop",
-    "segments",
-    "part",
-    "status",  # "" rendered in this run (or failed), SEGMENT_DONE, VIDEO_FINISHED
-    "error",
-    "error_step",  # the errors dataset's stage: "probe" or "render"
+from pipelines.segments import (
+    SEGMENT_DONE,
+    VIDEO_FINISHED,
+    name_file,
+    report_row,
+    split_video,
 )
+
+REPORT_KEYS = ("video", "video_id", "output", "start", "stop", "segments", "part")
 COUNT_KEYS = ("frames", "swapped_frames", "faces_missed", "seconds")
 NAME_MAX = 120
 PARTS, DONE = "_parts", "_done"
@@ -114,14 +109,8 @@ def read_json(path: str) -> dict | None:
 
 # -- planning (flat_map) ---------------------------------------------------------------------
 def report(row: dict, **fields: object) -> dict:
-    """A report row: the row's keys and counts (0 where it has none), updated by `fields`."""
-    out = {key: row.get(key) for key in REPORT_KEYS}
-    out.update({key: row.get(key) or 0 for key in COUNT_KEYS})
-    out.update(status=row.get("status") or "", error=row.get("error") or "")
-    out.update(error_step=row.get("error_step") or "")
-    out.update(fields)
-    out["seconds"] = float(out["seconds"])  # one type in every block
-    return out
+    """A render report row (`segments.report_row`), updated by `fields`."""
+    return report_row(row, REPORT_KEYS, COUNT_KEYS, **fields)
 
 
 def finished_video(base: dict, out: str, finished: frozenset[str]) -> dict | None:

@@ -60,6 +60,20 @@ def split_video(
     return info, split_source(uri, info.frame_count, frames, context)
 
 
+STATUS_KEYS = ("status", "error", "error_step")  # every report has them, "" when unset
+
+
+def report_row(row: dict, keys: tuple[str, ...], counts: tuple[str, ...], **fields: Any) -> dict:
+    """A segment's report: the row's `keys`, its `counts` (0 where it has none) and its
+    status keys ("" where unset), updated by `fields`; seconds a float in every block."""
+    report = {key: row.get(key) for key in keys}
+    report.update({key: row.get(key) or 0 for key in counts})
+    report.update({key: row.get(key) or "" for key in STATUS_KEYS})
+    report.update(fields)
+    report["seconds"] = float(report.get("seconds") or 0.0)
+    return report
+
+
 def name_file(uri: str, exc: BaseException) -> str:
     """The error message of `exc`, naming the file `uri` if it does not already."""
     message = schema.format_error(exc)
@@ -128,12 +142,14 @@ class PlannedError(Exception):
 class SegmentActor:
     """Base of the stages' actors: one segment per call, failures caught here and recorded.
 
-    A subclass sets `out`, `report_keys`, `action` (what a failure means for the output)
-    and implements `work(row) -> counts`; `report(row, **fields)` makes its report rows.
+    A subclass sets `out`, its report's `keys` and `counts` (as its plan's `report_row`
+    calls use them), `work_step` and `action` (what a failure means for the output), and
+    implements `work(row) -> counts`.
     """
 
     out: str
-    report_keys: tuple[str, ...]
+    keys: tuple[str, ...]
+    counts: tuple[str, ...]
     work_step = "work"  # the errors dataset's `stage` of a failure inside `work`
     action = "skipped; nothing written for this segment (rerun retries it)"
 
@@ -141,7 +157,7 @@ class SegmentActor:
         raise NotImplementedError
 
     def report(self, row: dict, **fields: Any) -> dict:
-        raise NotImplementedError
+        return report_row(row, self.keys, self.counts, **fields)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         reports = []
@@ -164,7 +180,7 @@ class SegmentActor:
                 write_error(self.out, row, step, error, self.action)
                 seconds = time.perf_counter() - started
                 reports.append(self.report(row, error=error, error_step=step, seconds=seconds))
-        return {key: [r[key] for r in reports] for key in self.report_keys}
+        return {key: [r[key] for r in reports] for key in reports[0]} if reports else {}
 
 
 def fail_once(out: str, index: int, at: int | None) -> None:

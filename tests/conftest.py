@@ -70,3 +70,20 @@ def sample_clips(tmp_path_factory) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("samples")
     return make_sample_clips(str(folder), frames=12, size=160)
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail a test whose command gets as far as joining Ray (a bad invocation must not).
+
+    Every stage joins Ray through `ray_setup.connect_ray` (train imports it by name).
+    """
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("Ray was started for a bad invocation")
+
+    from pipelines import ray_setup
+    from pipelines import train as train_stage
+
+    monkeypatch.setattr(ray_setup, "connect_ray", refuse)
+    monkeypatch.setattr(train_stage, "connect_ray", refuse)

@@ -5,23 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import extract as extract_stage
-from pipelines import render as render_stage
 from pipelines.cli import app
 from tests.ops.test_storage import unwritable_dir
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Fail the test if the command gets as far as starting Ray."""
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("Ray was started for a bad invocation")
-
-    monkeypatch.setattr(extract_stage, "connect_ray", refuse)
-    monkeypatch.setattr(render_stage, "connect_ray", refuse)
 
 
 @pytest.mark.parametrize("command", [[], ["extract"], ["demo"]])

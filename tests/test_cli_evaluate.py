@@ -11,23 +11,11 @@ from typer.testing import CliRunner
 
 from ops import schema
 from pipelines import evaluate as evaluate_stage
-from pipelines import render as render_stage
 from pipelines.cli import app
 from pipelines.cli_evaluate import metrics_table
 from tests.pipelines.faces_data import write_faces
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Fail the test if the command gets as far as starting Ray."""
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("Ray was started for a bad invocation")
-
-    monkeypatch.setattr(evaluate_stage, "connect_ray", refuse)
-    monkeypatch.setattr(render_stage, "connect_ray", refuse)
 
 
 @pytest.fixture

@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import extract as extract_stage
 from pipelines.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("Ray was started for a bad invocation")
-
-    monkeypatch.setattr(extract_stage, "connect_ray", refuse)
 
 
 def test_extract_help_states_the_reference_flags_and_default_distance():

@@ -13,21 +13,10 @@ from typer.testing import CliRunner
 
 from ops.checkpoint import save_checkpoint
 from ops.model import ModelConfig, SwapAutoencoder
-from pipelines import train as train_stage
 from pipelines.cli import app
 from tests.pipelines.faces_data import write_faces
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Fail the test if the command gets as far as starting Ray."""
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("Ray was started for a bad invocation")
-
-    monkeypatch.setattr(train_stage, "connect_ray", refuse)
 
 
 @pytest.mark.parametrize("command", ["train", "export"])
