@@ -195,12 +195,6 @@ def list_jobs(address: str | None = None) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row["start_time"], reverse=True)
 
 
-def job_status(job_id: str, address: str | None = None) -> str:
-    client, url = connect(address)
-    with _errors(url):
-        return str(client.get_job_status(job_id).value)
-
-
 def job_logs(job_id: str, address: str | None = None) -> str:
     client, url = connect(address)
     with _errors(url):

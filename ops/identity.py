@@ -53,18 +53,6 @@ CHIP_TEMPLATE = np.array(
     [[47.0, 45.8], [101.5, 46.8], [76.3, 74.8], [51.3, 106.0], [95.5, 107.0]],
     dtype=np.float64,
 )
-# dlib's 5-point chip layout (get_face_chip_details): outer and inner corner of the
-# image-right eye, outer and inner corner of the image-left eye, base of the nose; [0, 1].
-DLIB_CHIP_POINTS = np.array(
-    [
-        [0.8595674595992, 0.2134981538014],
-        [0.6460604764104, 0.2289674387677],
-        [0.1205750620789, 0.2137274526848],
-        [0.3340850613712, 0.2290642403242],
-        [0.4901123135679, 0.6277975316475],
-    ],
-    dtype=np.float64,
-)
 
 
 def _model_dir() -> str:
