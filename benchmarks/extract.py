@@ -7,8 +7,11 @@ All numbers come from one run on the same clips, so they can be compared as rati
   1-thread onnxruntime session, frames downscaled to 640 px, batches of 8);
 - the per-core bound of the pipeline: one core must decode AND detect every frame, so
   bound = 1 / (1/decode + 1/detect), times the number of workers;
-- the pipeline's frames/s and faces/s with 1 and 2 workers (fresh local Ray each, timed
-  from the first frame request to the last report, Ray start excluded);
+- the pipeline's frames/s and faces/s with 1 and 2 workers (fresh local Ray each, Ray
+  start excluded): end to end, from the call of `run_extract` to its return; and steady,
+  measured here from `run_extract`'s `on_progress` reports: the frames and faces of the
+  reports after the first one, over the time from the first report to the last (so the
+  actor pool's start and the first segment are left out);
 - loop A: `retinaface.detect_faces` on full frames read with OpenCV, aligned and encoded;
 - loop B: the pipeline's own decode, detection size, alignment and encoding in one plain
   process, with onnxruntime's default threading (one thread per core);
@@ -65,6 +68,44 @@ def tree_rss_bytes(root_pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+class SteadyRate:
+    """`on_progress` of `run_extract`: the work reported after the first segment report.
+
+    The first report arrives once the actor pool is up and one segment is done; the
+    frames and faces of the later reports, over the time from the first report to the
+    last one, are the steady-state rate. None with fewer than two reports.
+    """
+
+    METHOD = (
+        "steady = frames (faces) of the segment reports after the first one / seconds from "
+        "the first report to the last (actor pool start and first segment excluded)"
+    )
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last = 0.0
+        self.at_first = {"frames": 0, "faces": 0}
+        self.totals = {"frames": 0, "faces": 0}
+
+    def __call__(self, _report: dict, totals: dict) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+            self.at_first = {key: totals[key] for key in self.at_first}
+        self.last = now
+        self.totals = {key: totals[key] for key in self.totals}
+
+    @property
+    def seconds(self) -> float | None:
+        if self.first is None or self.last <= self.first:
+            return None
+        return self.last - self.first
+
+    def rate(self, key: str) -> float | None:
+        seconds = self.seconds
+        return None if seconds is None else (self.totals[key] - self.at_first[key]) / seconds
 
 
 class PeakMemory:
@@ -200,14 +241,17 @@ def pipeline_child(spec: dict) -> dict:
             segment_frames=spec["segment_frames"],
             reference=tuple(spec.get("reference") or ()),
         )
-        summary = run_extract(cfg)
+        steady = SteadyRate()
+        summary = run_extract(cfg, on_progress=steady)
         ray.shutdown()
     return {
         "frames": summary.counts["frames"],
         "faces": summary.counts["faces"],
         "rejected": summary.counts["rejected"],
         "seconds": summary.seconds,
-        "working_seconds": summary.counts["working_seconds"],
+        "steady_frames_per_s": steady.rate("frames"),
+        "steady_faces_per_s": steady.rate("faces"),
+        "steady_seconds": steady.seconds,
         "peak_rss": memory.peak,
         "failed": summary.n_failed,
     }
@@ -255,6 +299,13 @@ def replicate(clips: list[str], times: int, folder: str) -> list[str]:
     return copies
 
 
+def _ratio(rate: float | None, over: float) -> str:
+    """rate / over for the table; n/a when the run had a single report (no steady part)."""
+    if rate is None:
+        return "n/a"
+    return f"{rate / over:.1f}" if over == 1 else f"{rate / over:.2f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks extract",
@@ -291,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     cores = os.cpu_count() or 1
-    print("\nend to end: Ray start excluded, actor start included; steady: once the pool is up")
+    print("\nend to end: Ray start excluded, actor start included; " + SteadyRate.METHOD)
     print(
         "| workers | frames/s end to end | frames/s steady | faces/s steady | steady / bound "
         "| steady / loop A | steady / loop B | end to end / loop B | peak RSS |"
@@ -306,12 +357,12 @@ def main(argv: list[str] | None = None) -> None:
             result = run_pipeline(repeated, workers, args.every_n, args.segment_frames)
             results[workers] = result
             fps = result["frames"] / result["seconds"]
-            steady = result["frames"] / result["working_seconds"]
-            faces = result["faces"] / result["working_seconds"]
+            steady, faces = result["steady_frames_per_s"], result["steady_faces_per_s"]
             bound = core_bound * min(workers, cores)
+            cells = [_ratio(steady, 1), _ratio(faces, 1)]
+            cells += [_ratio(steady, bound), _ratio(steady, loop_a), _ratio(steady, loop_b)]
             print(
-                f"| {workers} | {fps:.1f} | {steady:.1f} | {faces:.1f} | {steady / bound:.2f} | "
-                f"{steady / loop_a:.2f} | {steady / loop_b:.2f} | {fps / loop_b:.2f} | "
+                f"| {workers} | {fps:.1f} | {' | '.join(cells)} | {fps / loop_b:.2f} | "
                 f"{result['peak_rss'] / 2**20:.0f} MiB |"
             )
     if args.quick:
