@@ -1,6 +1,6 @@
 """Where each stage's work runs on a multi-node local cluster (run as its own process).
 
-    python tests/cluster/placement_check.py CLIP WORKDIR  -> prints one JSON line
+    python tests/cluster/placement_check.py CLIP_A CLIP_B WORKDIR  -> prints one JSON line
 
 The cluster (ray.cluster_utils.Cluster) has a head that does no work (0 CPUs), a CPU node
 labelled node-kind=cpu, and a "GPU" node labelled node-kind=gpu that declares one logical
@@ -34,22 +34,27 @@ def actor_nodes(class_fragment: str, since_ms: float) -> list[str]:
     )
 
 
-def run_extract_stage(clip: str, workdir: str) -> list[str]:
+def run_extract_stage(clips: list[str], workdir: str) -> list[str]:
+    """Faces of identity a (CLIP_A) and b (CLIP_B), for the train stage too."""
     from pipelines.config import ExtractConfig
     from pipelines.extract import run_extract
 
+    manifest = os.path.join(workdir, "clips.csv")
+    with open(manifest, "w") as handle:
+        rows = [f"{clip},{identity}\n" for clip, identity in zip(clips, "ab", strict=True)]
+        handle.write("uri,identity\n" + "".join(rows))
     started = time.time() * 1000
     cfg = ExtractConfig(
-        inputs=(clip,),
+        inputs=(manifest,),
         out=os.path.join(workdir, "extract"),
-        identity="a",
         size=128,
         workers=3,  # more than the CPU node holds: the rest would land on the GPU node
-        segment_frames=4,  # three segments, so every actor has work
+        segment_frames=4,  # three segments a clip, so every actor has work
         label_selector="node-kind=cpu",
     )
     summary = run_extract(cfg)
     assert summary.n_failed == 0 and summary.counts["faces"] > 0, summary
+    assert summary.counts["videos"] == 2, summary
     return actor_nodes("FaceExtractor", started)
 
 
@@ -81,28 +86,17 @@ def run_render_stage(clip: str, workdir: str) -> list[str]:
     return actor_nodes("FaceSwapper", started)
 
 
-def run_train_stage(clip: str, workdir: str) -> list[str]:
-    """The real train stage with --label-selector node-kind=gpu (the GPU group's label).
+def run_train_stage(workdir: str) -> list[str]:
+    """The real train stage with --label-selector node-kind=gpu (the GPU group's label),
+    on the faces of a and b that the extract stage wrote.
 
     --gpu itself needs CUDA, which this machine lacks; the selector is what pins the
     workers here, and on a cluster --gpu adds the GPU request on top of it.
     """
-    from pipelines.config import ExtractConfig, TrainConfig
-    from pipelines.extract import run_extract
+    from pipelines.config import TrainConfig
     from pipelines.train import run_train
 
     faces = os.path.join(workdir, "extract")
-    run_extract(
-        ExtractConfig(
-            inputs=(clip,),
-            out=faces,
-            identity="b",
-            size=128,
-            workers=1,
-            segment_frames=4,  # as the first extract into this folder
-            label_selector="node-kind=cpu",
-        )
-    )
     started = time.time() * 1000
     cfg = TrainConfig(
         a=os.path.join(faces, "faces", "a"),
@@ -120,10 +114,14 @@ def run_train_stage(clip: str, workdir: str) -> list[str]:
     return actor_nodes("RayTrainWorker", started)
 
 
-def main(clip: str, workdir: str) -> dict:
+def main(clips: list[str], workdir: str) -> dict:
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 0, "labels": {"node-kind": "head"}},
+        head_node_args={
+            "num_cpus": 0,
+            "labels": {"node-kind": "head"},
+            "include_dashboard": False,  # nothing here asks the dashboard
+        },
     )
     nodes = {"head": cluster.head_node.node_id}
     # the GPU node has more free CPUs than the CPU node, as on a real cluster
@@ -138,9 +136,9 @@ def main(clip: str, workdir: str) -> dict:
     ctx.execution_no_progress_timeout_s = 120
     try:
         ran = {
-            "extract": run_extract_stage(clip, workdir),
-            "render": run_render_stage(clip, workdir),
-            "train": run_train_stage(clip, workdir),
+            "extract": run_extract_stage(clips, workdir),
+            "render": run_render_stage(clips[0], workdir),
+            "train": run_train_stage(workdir),
         }
     finally:
         ray.shutdown()
@@ -149,4 +147,4 @@ def main(clip: str, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    print("PLACEMENT " + json.dumps(main(sys.argv[1], sys.argv[2])))
+    print("PLACEMENT " + json.dumps(main(sys.argv[1:3], sys.argv[3])))

@@ -20,9 +20,10 @@ def placement(sample_clips, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("placement")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
+    env.update(RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.1")  # as in tests/conftest.py
     result = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("placement_check.py"))]
-        + [str(sample_clips["a"]), str(workdir)],
+        + [str(sample_clips["a"]), str(sample_clips["b"]), str(workdir)],
         cwd=ROOT,
         env=env,
         capture_output=True,
