@@ -3,7 +3,7 @@
     rayswap demo --out rayswap-demo
 
 1. samples: OUT/samples/sample_{a,b}.mp4 (animated portrait, with an audio tone);
-2. extract: their faces into OUT/extract/faces/{a,b}/;
+2. extract: their faces into OUT/extract/faces/{a,b}/ (one run, OUT/samples/clips.csv);
 3. train: a short run of the shared-encoder model into OUT/train/ (checkpoint + preview);
 4. render: sample_a with b's face (a2b) into OUT/render/, marked as synthetic;
 5. verify: the rendered video carries the watermark, the source clip does not.
@@ -35,21 +35,28 @@ def run_demo(
     clips = make_sample_clips(os.path.join(out, "samples"), frames=frames, size=256)
 
     extract_out = os.path.join(out, "extract")
-    for identity, clip in clips.items():
-        cfg = ExtractConfig(
-            inputs=(clip,),
-            out=extract_out,
-            identity=identity,
-            size=128,
-            segment_frames=max(8, frames // 2),
-        )
-        summary = run_extract(cfg)
+    manifest = os.path.join(out, "samples", "clips.csv")  # both identities in one run
+    with open(manifest, "w") as handle:
+        handle.write("uri,identity\n")
+        # names relative to the manifest: the clips sit beside it
+        handle.writelines(f"{os.path.basename(c)},{i}\n" for i, c in clips.items())
+    cfg = ExtractConfig(
+        inputs=(manifest,), out=extract_out, size=128, segment_frames=max(8, frames // 2)
+    )
+    found = {identity: {"faces": 0, "frames": 0} for identity in clips}
+
+    def count(report: dict, _totals: dict) -> None:
+        for key in ("faces", "frames"):
+            found[report["identity"]][key] += int(report[key] or 0)
+
+    summary = run_extract(cfg, on_progress=count)
+    for identity, counts in found.items():
         echo(
-            f"demo: [2/5] extract {identity}: {int(summary.counts['faces'])} faces from "
-            f"{int(summary.counts['frames'])} frames"
+            f"demo: [2/5] extract {identity}: {counts['faces']} faces from "
+            f"{counts['frames']} frames"
         )
-        if summary.n_failed:
-            raise RuntimeError(f"demo extract failed: {summary.errors}")
+    if summary.n_failed:
+        raise RuntimeError(f"demo extract failed: {summary.errors}")
 
     train_out = os.path.join(out, "train")
     batch = max(2, min(8, frames // 4))

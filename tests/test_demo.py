@@ -11,7 +11,7 @@ from pipelines.cli import app
 @pytest.mark.ray
 def test_demo_runs_the_whole_chain(ray_local, tmp_path):
     result = CliRunner().invoke(
-        app, ["demo", "--out", str(tmp_path / "demo"), "--frames", "16", "--steps", "6"]
+        app, ["demo", "--out", str(tmp_path / "demo"), "--frames", "8", "--steps", "6"]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
