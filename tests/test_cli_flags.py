@@ -125,3 +125,22 @@ def test_bad_invocation_exits_2_and_an_error_while_running_exits_1():
     failed = runner.invoke(toy, ["go", "--fail", "run"])
     assert failed.exit_code == 1
     assert "go: error: the third item could not be written" in failed.output
+
+
+def test_the_cli_starts_without_torch_and_lazy_choices_name_them():
+    import subprocess
+    import sys
+
+    probe = "import sys, pipelines.cli; print('torch' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+    with pytest.raises(ValueError, match=r"--direction: 'up' is invalid; choose one of a2b, b2a"):
+        RenderConfig("ckpt", ("v.mp4",), "out", direction="up")
+    with pytest.raises(
+        ValueError, match=r"--precision: 'fp16' is invalid; choose one of auto, bf16"
+    ):
+        TrainConfig("a", "b", "out", precision="fp16")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.detect import FACES_CHOICES
-from ops.detect_torch import DETECTOR_CHOICES
 from pipelines.config.flags import (
     REQUIRED,
     above,
@@ -13,7 +11,7 @@ from pipelines.config.flags import (
     at_least,
     given,
     label_selector_check,
-    one_of,
+    one_of_lazy,
     option,
     require,
     within,
@@ -63,7 +61,7 @@ def gpus_per_worker(help: str) -> Any:
 
 
 def detector(help: str) -> Any:
-    return option("auto", help, one_of(DETECTOR_CHOICES))
+    return option("auto", help, one_of_lazy("ops.detect_torch", "DETECTOR_CHOICES"))
 
 
 def detect_size() -> Any:
@@ -79,7 +77,7 @@ def min_face(default: int, help: str) -> Any:
 
 
 def faces(help: str) -> Any:
-    return option("largest", help, one_of(FACES_CHOICES))
+    return option("largest", help, one_of_lazy("ops.detect", "FACES_CHOICES"))
 
 
 def segment_frames(low: int) -> Any:

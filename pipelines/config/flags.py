@@ -11,12 +11,13 @@ A check is a (predicate, rule) pair: "--crf: 60 is invalid; must be in [0, 51]".
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-Check = tuple[Callable[[Any], bool], str]
+Check = tuple[Callable[[Any], bool], str | Callable[[], str]]  # (predicate, rule)
 REQUIRED = MISSING
 
 
@@ -77,7 +78,7 @@ def check_fields(config: Any) -> None:
             continue
         predicate, rule = flag.check
         if not predicate(value):
-            fail(item.name, value, rule)
+            fail(item.name, value, rule() if callable(rule) else rule)
 
 
 def defaults(config_class: type) -> dict[str, Any]:
@@ -100,6 +101,19 @@ def within(low: float, high: float, unit: str = "") -> Check:
 
 def one_of(choices: tuple) -> Check:
     return (lambda v: v in choices, f"choose one of {', '.join(map(str, choices))}")
+
+
+def one_of_lazy(module: str, name: str) -> Check:
+    """`one_of` the tuple `module.name`, imported only when a value is checked.
+
+    The ops modules that own the detector, model and precision choices import torch, which
+    a command that never builds that config (`rayswap jobs`, any `--help`) need not load.
+    """
+
+    def choices() -> tuple:
+        return getattr(importlib.import_module(module), name)
+
+    return (lambda v: v in choices(), lambda: f"choose one of {', '.join(map(str, choices()))}")
 
 
 def given(what: str) -> Check:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops.blend import COLOR_CHOICES
-from ops.model import DIRECTIONS
 from ops.watermark import DEFAULT_KEY, DEFAULT_STRENGTH
 from pipelines.config import common
 from pipelines.config.flags import (
@@ -14,6 +13,7 @@ from pipelines.config.flags import (
     check_fields,
     given,
     one_of,
+    one_of_lazy,
     option,
     require,
     within,
@@ -36,7 +36,9 @@ class RenderConfig:
     )
     out: str = common.out("Output folder or URI for the videos and manifest.")
     direction: str = option(
-        "a2b", "a2b puts B's face on videos of A; b2a the reverse.", one_of(DIRECTIONS)
+        "a2b",
+        "a2b puts B's face on videos of A; b2a the reverse.",
+        one_of_lazy("ops.model", "DIRECTIONS"),
     )
     segment_frames: int = common.segment_frames(16)
     workers: int | None = common.workers(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ops.model import DIRECTIONS, RESOLUTIONS
-from ops.train_step import PRECISION_CHOICES
 from pipelines.config import common
 from pipelines.config.flags import (
     REQUIRED,
@@ -15,6 +13,7 @@ from pipelines.config.flags import (
     check_fields,
     given,
     one_of,
+    one_of_lazy,
     option,
     require,
     within,
@@ -44,7 +43,7 @@ class TrainConfig:
         "auto",
         "auto: bf16 autocast of the forward pass with --gpu, float32 without; bf16 or fp32 to "
         "choose (bf16 also runs on CPU, slower).",
-        one_of(PRECISION_CHOICES),
+        one_of_lazy("ops.train_step", "PRECISION_CHOICES"),
     )
     compile: bool = option(
         False,
@@ -52,7 +51,9 @@ class TrainConfig:
         "same plain state dicts either way.",
         decls=("--compile",),
     )
-    resolution: int = option(64, "Model input side in px: 64, 128 or 256.", one_of(RESOLUTIONS))
+    resolution: int = option(
+        64, "Model input side in px: 64, 128 or 256.", one_of_lazy("ops.model", "RESOLUTIONS")
+    )
     batch_size: int = option(16, "Faces per identity per worker per step.", at_least(1))
     steps: int = option(1000, "Total optimisation steps (a rerun goes on).", at_least(1))
     lr: float = option(1e-4, "Adam learning rate.", (lambda v: 0 < v < 1, "must be in (0, 1)"))
@@ -114,7 +115,9 @@ class ExportConfig:
     )
     out: str = option(REQUIRED, "Output file (local or URI).", given("an output file"), path=True)
     direction: str = option(
-        "a2b", "a2b: A's pose with B's face; b2a: the other way.", one_of(DIRECTIONS)
+        "a2b",
+        "a2b: A's pose with B's face; b2a: the other way.",
+        one_of_lazy("ops.model", "DIRECTIONS"),
     )
     format: str = option("torchscript", "torchscript or onnx.", one_of(EXPORT_FORMATS))
     atol: float = option(1e-4, "Largest difference to the eager model accepted.", above(0))
