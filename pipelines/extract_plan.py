@@ -13,7 +13,7 @@ from ops import storage
 from ops.sources import VideoSource, expand_inputs, video_id
 from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
-from pipelines.config.flags import defaults as flag_defaults
+from pipelines.config.flags import check_same_settings
 from pipelines.segments import SEGMENT_DONE, name_file, report_row, split_video
 
 REPORT_KEYS = ("video", "video_id", "identity", "start", "stop")  # + segments.STATUS_KEYS
@@ -81,17 +81,7 @@ def check_resume(cfg: ExtractConfig) -> None:
     if not storage.exists(path):
         return
     previous = json.loads(storage.read_bytes(path)).get("config", {})
-    # a field newer than the output's config held its default there (no --reference)
-    defaults = flag_defaults(ExtractConfig)
-    for name in ExtractConfig.OUTPUT_FIELDS:
-        current = json.loads(json.dumps(getattr(cfg, name)))  # tuples as the JSON lists
-        before = previous.get(name, json.loads(json.dumps(defaults.get(name))))
-        if previous and before != current:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(
-                f"{cfg.out} was written with {flag} {before!r}, this run asks for "
-                f"{current!r}; use the same settings to resume, or a new --out"
-            )
+    check_same_settings(cfg, previous, cfg.out)
 
 
 def check_local_gpu(gpu: bool, address: str | None) -> None:

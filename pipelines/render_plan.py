@@ -26,6 +26,7 @@ from ops import schema, storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from ops.sources import VideoSource, video_id
 from pipelines.config import RenderConfig
+from pipelines.config.flags import check_same_settings
 from pipelines.segments import (
     SEGMENT_DONE,
     VIDEO_FINISHED,
@@ -210,26 +211,6 @@ def plan_render_segments(
 
 
 # -- resume checks (driver, before Ray) --------------------------------------------------------
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _check_settings(cfg: RenderConfig, previous: dict) -> None:
-    """Refuse a setting that differs from the one OUT was rendered with, naming its flag."""
-    for name in RenderConfig.OUTPUT_FIELDS:
-        if name not in previous or previous[name] == getattr(cfg, name):
-            continue
-        values = (
-            "a different key"  # a key is not printed
-            if name == "watermark_key"
-            else f"{previous[name]!r}, this run asks for {getattr(cfg, name)!r}"
-        )
-        raise ValueError(
-            f"{_flag(name)}: {cfg.out} was rendered with {_flag(name)} {values}; "
-            "use the same settings to resume, or a new --out"
-        )
-
-
 def _read_pin(path: str) -> CheckpointPin:
     return CheckpointPin(path, int(read_checkpoint_config(path)["step"]))
 
@@ -244,7 +225,7 @@ def pin_checkpoint(cfg: RenderConfig) -> CheckpointPin:
     """
     path = storage.join(cfg.out, "_config.json")
     previous = read_json(path) or {}
-    _check_settings(cfg, previous.get("config") or {})
+    check_same_settings(cfg, previous.get("config") or {}, cfg.out, secret=("watermark_key",))
     pinned = previous.get("checkpoint")
     if not isinstance(pinned, dict) or "path" not in pinned:
         return _read_pin(find_latest_checkpoint(cfg.checkpoint) or cfg.checkpoint)

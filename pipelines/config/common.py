@@ -22,6 +22,11 @@ def inputs(help: str) -> Any:
     return argument(help, given("at least one INPUT"), metavar="INPUTS...")
 
 
+def checkpoint(help: str) -> Any:
+    """CHECKPOINT: a checkpoint folder or URI, or a training --out (its latest checkpoint)."""
+    return argument(help, given("a checkpoint"), path=True)
+
+
 def out(help: str) -> Any:
     return option(REQUIRED, help, given("an output directory or URI"), path=True)
 

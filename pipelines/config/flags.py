@@ -12,6 +12,7 @@ A check is a (predicate, rule) pair: "--crf: 60 is invalid; must be in [0, 51]".
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -60,8 +61,7 @@ def flag_name(name: str) -> str:
 
 def fail(name: str, value: Any, rule: str) -> None:
     """Raise the ValueError a bad value gets: it names the flag, the value and the rule."""
-    shown = name.upper() if name.isupper() else flag_name(name)
-    raise ValueError(f"{shown}: {value!r} is invalid; {rule}")
+    raise ValueError(f"{flag_name(name)}: {value!r} is invalid; {rule}")
 
 
 def require(condition: bool, name: str, value: Any, rule: str) -> None:
@@ -84,6 +84,28 @@ def check_fields(config: Any) -> None:
 def defaults(config_class: type) -> dict[str, Any]:
     """Field name -> default, for the fields that have one."""
     return {f.name: f.default for f in fields(config_class) if f.default is not MISSING}
+
+
+def check_same_settings(
+    config: Any, previous: dict, out: str, secret: tuple[str, ...] = ()
+) -> None:
+    """Refuse a rerun into `out` whose `config.OUTPUT_FIELDS` differ from the `previous`
+    run's (its saved config), naming the flag; a field the previous config lacks held its
+    default there. Values of `secret` fields (a watermark key) are never printed."""
+    if not previous:
+        return
+    known = defaults(type(config))
+    for name in config.OUTPUT_FIELDS:
+        current = json.loads(json.dumps(getattr(config, name)))  # tuples as the JSON lists
+        before = previous.get(name, json.loads(json.dumps(known.get(name))))
+        if before == current:
+            continue
+        flag = flag_name(name)
+        values = "another value" if name in secret else f"{before!r}, this run asks for {current!r}"
+        raise ValueError(
+            f"{flag}: {out} was written with {flag} {values}; use the same settings to resume, "
+            "or a new --out"
+        )
 
 
 # -- checks ------------------------------------------------------------------------------------

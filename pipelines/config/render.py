@@ -8,10 +8,8 @@ from ops.blend import COLOR_CHOICES
 from ops.watermark import DEFAULT_KEY, DEFAULT_STRENGTH
 from pipelines.config import common
 from pipelines.config.flags import (
-    argument,
     at_least,
     check_fields,
-    given,
     one_of,
     one_of_lazy,
     option,
@@ -24,11 +22,9 @@ from pipelines.config.flags import (
 class RenderConfig:
     """Settings of `rayswap render`."""
 
-    checkpoint: str = argument(
+    checkpoint: str = common.checkpoint(
         "Checkpoint folder or URI, or a training output folder: its latest checkpoint, "
-        "resolved once (a rerun into the same --out keeps that one).",
-        given("a checkpoint"),
-        path=True,
+        "resolved once (a rerun into the same --out keeps that one)."
     )
     inputs: tuple[str, ...] = common.inputs(
         "Target videos: files, folders, globs, object-store URIs or a manifest (.csv/.parquet "

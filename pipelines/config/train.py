@@ -8,7 +8,6 @@ from pipelines.config import common
 from pipelines.config.flags import (
     REQUIRED,
     above,
-    argument,
     at_least,
     check_fields,
     given,
@@ -108,10 +107,8 @@ class TrainConfig:
 class ExportConfig:
     """Settings of `rayswap export`."""
 
-    checkpoint: str = argument(
-        "A checkpoint directory, or a training --out folder (its latest checkpoint).",
-        given("a checkpoint"),
-        path=True,
+    checkpoint: str = common.checkpoint(
+        "A checkpoint directory, or a training --out folder (its latest checkpoint)."
     )
     out: str = option(REQUIRED, "Output file (local or URI).", given("an output file"), path=True)
     direction: str = option(
