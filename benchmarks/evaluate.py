@@ -42,7 +42,7 @@ PAIR_CLIPS = (
 def extract_faces(clips: list[str], folder: str) -> dict[str, str]:
     """Faces datasets of a and b (every 2nd frame), as `rayswap extract` writes them."""
     from pipelines.config import ExtractConfig
-    from pipelines.extract import run_extract
+    from pipelines.extract.driver import run_extract
 
     manifest = os.path.join(folder, "gallery.csv")
     with open(manifest, "w") as handle:
@@ -74,7 +74,7 @@ def time_galleries(faces: dict[str, str], limit: int) -> tuple:
     import numpy as np
 
     from ops.identity import IdentityEmbedder
-    from pipelines.evaluate import faces_files, gallery_faces
+    from pipelines.evaluate.driver import faces_files, gallery_faces
 
     embedder = IdentityEmbedder()
     galleries, count, seconds = [], 0, 0.0
@@ -95,7 +95,7 @@ def time_stages(pair: tuple[str, str], frames_n: int, galleries: tuple) -> dict[
     from ops import metrics
     from ops.identity import IdentityEmbedder
     from ops.video import iter_frames
-    from pipelines.evaluate import RENDER_KEYS, VideoEvaluator
+    from pipelines.evaluate.driver import RENDER_KEYS, VideoEvaluator
 
     source, output = pair
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +154,7 @@ def time_ray(pairs: list[tuple[str, str]], faces: dict, workers: int, frames_n: 
     """(frames, seconds, seconds of the galleries) of run_evaluate over `pairs` with
     `workers` 1-CPU actors."""
     from pipelines.config import EvaluateConfig
-    from pipelines.evaluate import run_evaluate
+    from pipelines.evaluate.driver import run_evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
         render = hand_made_render(pairs, os.path.join(tmp, "render"))
@@ -178,8 +178,8 @@ def time_render(clip: str, frames_n: int, galleries: tuple) -> list[float]:
     from ops.model import ModelConfig, SwapAutoencoder
     from ops.video_out import frame_rate_of
     from pipelines.config import RenderConfig
-    from pipelines.evaluate_render import SegmentEvaluator
-    from pipelines.render_segment import SegmentRenderer
+    from pipelines.evaluate.in_render import SegmentEvaluator
+    from pipelines.render.segment import SegmentRenderer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None) -> None:
     gallery_clips = shared_clips(args.data, GALLERY_CLIPS)
     a_angry, b_angry, a_happy = shared_clips(args.data, PAIR_CLIPS)
     pairs = [(a_angry, b_angry), (a_happy, a_happy)]
-    from pipelines.ray_setup import connect_ray
+    from pipelines.runtime.ray_setup import connect_ray
 
     connect_ray(None)
     with tempfile.TemporaryDirectory() as tmp:

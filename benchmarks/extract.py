@@ -221,7 +221,7 @@ def pipeline_child(spec: dict) -> dict:
     import ray
 
     from pipelines.config import ExtractConfig
-    from pipelines.extract import run_extract
+    from pipelines.extract.driver import run_extract
 
     with PeakMemory() as memory:
         ray.init(

@@ -35,7 +35,7 @@ def one_ray() -> Iterator[None]:
     """
     import ray
 
-    from pipelines.ray_setup import connect_ray
+    from pipelines.runtime.ray_setup import connect_ray
 
     if ray.is_initialized():
         yield

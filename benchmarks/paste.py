@@ -79,7 +79,7 @@ def _faces(clip: str, frames_n: int, resolution: int) -> dict:
 
 
 def time_cv2(faces: dict, device: str) -> dict[str, float]:
-    """ms per face of each stage of the cv2 path (`pipelines.render_segment.composite`)."""
+    """ms per face of each stage of the cv2 path (`pipelines.render.segment.composite`)."""
     from ops.align import warp_face
     from ops.blend import blend_mask, match_color, paste_back
     from ops.watermark import embed_watermark

@@ -65,7 +65,7 @@ def time_stages(clip: str, frames_n: int, checkpoint: str) -> dict[str, float]:
     from ops.video import iter_frames
     from ops.video_out import SegmentWriter, frame_rate_of
     from pipelines.config import RenderConfig
-    from pipelines.render_segment import SegmentRenderer, _Pending
+    from pipelines.render.segment import SegmentRenderer, _Pending
 
     torch.set_num_threads(1)
     fps = frame_rate_of(clip)
@@ -105,7 +105,7 @@ def time_stages(clip: str, frames_n: int, checkpoint: str) -> dict[str, float]:
 def time_ray(clips: list[str], checkpoint: str, workers: int) -> tuple[int, float]:
     """(frames, seconds) of run_render over `clips` with `workers` 1-CPU actors."""
     from pipelines.config import RenderConfig
-    from pipelines.render import run_render
+    from pipelines.render.driver import run_render
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RenderConfig(checkpoint, tuple(clips), tmp, workers=workers, segment_frames=100000)
@@ -153,7 +153,7 @@ def main(argv: list[str] | None) -> None:
         ratios = [r["segment renderer (1 core)"] / b for r, b in zip(per_clip, bounds, strict=True)]
         print(f"{'renderer / bound':28s} " + " ".join(f"{x:14.2f}" for x in ratios))
         short = _trimmed(clips, args.frames, tmp)
-        from pipelines.ray_setup import connect_ray
+        from pipelines.runtime.ray_setup import connect_ray
 
         connect_ray(None)
         one_frames, one_s = time_ray(short[:1], checkpoint, workers=1)

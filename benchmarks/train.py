@@ -162,7 +162,7 @@ def steady(lines: list[dict], key: str) -> float:
 def pipeline_rate(args: argparse.Namespace, faces: tuple[str, str], **overrides) -> dict:
     """Steady-state images/s and data-wait share of run_train."""
     from pipelines.config import TrainConfig
-    from pipelines.train import run_train
+    from pipelines.train.driver import run_train
 
     with tempfile.TemporaryDirectory(prefix="rayswap-bench-") as out:
         fields = dict(

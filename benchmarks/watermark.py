@@ -44,7 +44,7 @@ EDITS = ("crf18", "crf28", "half+crf28", "crop+half+crf28")
 def _render(clip: str, checkpoint: str, strength: float, out_path: str, mark: bool) -> None:
     from ops.video_out import frame_rate_of
     from pipelines.config import RenderConfig
-    from pipelines.render_segment import SegmentRenderer
+    from pipelines.render.segment import SegmentRenderer
 
     class Unmarked(SegmentRenderer):
         def mark_points(self, frames, jobs):  # no face to mark: the render without the mark

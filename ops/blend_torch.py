@@ -1,6 +1,6 @@
 """Paste-back on a torch device: `ops.blend` (and the crop of `ops.align`) for a batch of faces.
 
-The renderer's torch path (`pipelines/render_segment.py`, on CUDA) runs these on the device
+The renderer's torch path (`pipelines/render/segment.py`, on CUDA) runs these on the device
 that holds the model, so a frame is uploaded once and downloaded once, for the encoder.
 Each function does what its cv2 twin does, to the same numbers up to float rounding:
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from ops import schema
 from ops.samples import make_sample_clips
 from pipelines.config import ExtractConfig, RenderConfig, TrainConfig, VerifyConfig
-from pipelines.extract import run_extract
-from pipelines.render import run_render
-from pipelines.train import run_train
+from pipelines.extract.driver import run_extract
+from pipelines.render.driver import run_render
+from pipelines.train.driver import run_train
 from pipelines.verify import run_verify
 
 

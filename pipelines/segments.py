@@ -11,7 +11,7 @@ Both stages turn many videos into per-segment work on a pool of Ray Data actors:
 3. commit (`<stage>_commit.py`): how results become outputs: extract's segment Parquet
    files, render's part files joined into one video per input.
 4. driver (`<stage>.py`): `prepare_<stage>` (checks before Ray starts), then
-   `run_<stage>`: plan the actors (`pipelines.node_plan`), run the dataset, add up the
+   `run_<stage>`: plan the actors (`pipelines.runtime.node_plan`), run the dataset, add up the
    reports (`add_counts`), return a `StageSummary`.
 
 Per-item failures, one contract for both stages: a segment that fails (in planning, e.g.
@@ -101,7 +101,7 @@ def segment_dataset(
     """
     import ray.data
 
-    from pipelines.ray_setup import actor_pool
+    from pipelines.runtime.ray_setup import actor_pool
 
     planned = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))

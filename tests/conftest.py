@@ -82,8 +82,8 @@ def no_ray(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("Ray was started for a bad invocation")
 
-    from pipelines import ray_setup
-    from pipelines import train as train_stage
+    from pipelines.runtime import ray_setup
+    from pipelines.train import driver as train_stage
 
     monkeypatch.setattr(ray_setup, "connect_ray", refuse)
     monkeypatch.setattr(train_stage, "connect_ray", refuse)

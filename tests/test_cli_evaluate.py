@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ops import schema
-from pipelines import evaluate as evaluate_stage
+from pipelines.evaluate import driver as evaluate_stage
 from pipelines.cli import app
-from pipelines.cli_evaluate import metrics_table
+from pipelines.cli.evaluate import metrics_table
 from tests.pipelines.faces_data import write_faces
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.cli_app import command, preflight, run_step
+from pipelines.cli.app import command, preflight, run_step
 from pipelines.config import (
     DemoConfig,
     EvaluateConfig,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ops.watermark import MARKED, NOT_MARKED, UNDECIDED
-from pipelines.cli_verify import EXIT_CODES, exit_code, verdict_line, verdict_record
+from pipelines.cli.verify import EXIT_CODES, exit_code, verdict_line, verdict_record
 from pipelines.verify import ERROR, VerifyResult
 
 

@@ -2,7 +2,7 @@
 
 Each field of a config is one CLI flag: its name (`_` -> `-`), type, default, help and
 check are declared once, in the field (pipelines/config/flags.py), and the command line is
-built from it (pipelines/cli_app.py). The resolved config is saved beside every output as
+built from it (pipelines/cli/app.py). The resolved config is saved beside every output as
 `_config.json` / `config.json`. Defaults run on a laptop CPU.
 """
 

@@ -80,7 +80,7 @@ class VerifyConfig:
         check_fields(self)
 
 
-FACES_REPORT_ENGINES = ("auto", "local", "ray")  # where pipelines/faces_report.py works
+FACES_REPORT_ENGINES = ("auto", "local", "ray")  # where pipelines/faces_report/driver.py works
 
 
 @dataclass(frozen=True)

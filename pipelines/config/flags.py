@@ -4,7 +4,7 @@
 
 A field made by `option` / `argument` carries its CLI name (the field's, `_` -> `-`), type,
 default, help and check. The config checks every field in `check_fields` (called by its
-`__post_init__`), and `pipelines.cli_app.stage_command` builds the command's options and
+`__post_init__`), and `pipelines.cli.app.stage_command` builds the command's options and
 arguments from the same fields, so the CLI's defaults are the config's by construction.
 A check is a (predicate, rule) pair: "--crf: 60 is invalid; must be in [0, 51]".
 """

@@ -37,7 +37,7 @@ def actor_nodes(class_fragment: str, since_ms: float) -> list[str]:
 def run_extract_stage(clips: list[str], workdir: str) -> list[str]:
     """Faces of identity a (CLIP_A) and b (CLIP_B), for the train stage too."""
     from pipelines.config import ExtractConfig
-    from pipelines.extract import run_extract
+    from pipelines.extract.driver import run_extract
 
     manifest = os.path.join(workdir, "clips.csv")
     with open(manifest, "w") as handle:
@@ -66,7 +66,7 @@ def run_render_stage(clip: str, workdir: str) -> list[str]:
     from ops.checkpoint import save_checkpoint
     from ops.model import ModelConfig, SwapAutoencoder
     from pipelines.config import RenderConfig
-    from pipelines.render import run_render
+    from pipelines.render.driver import run_render
 
     torch.manual_seed(0)
     checkpoint = os.path.join(workdir, "checkpoint")
@@ -94,7 +94,7 @@ def run_train_stage(workdir: str) -> list[str]:
     workers here, and on a cluster --gpu adds the GPU request on top of it.
     """
     from pipelines.config import TrainConfig
-    from pipelines.train import run_train
+    from pipelines.train.driver import run_train
 
     faces = os.path.join(workdir, "extract")
     started = time.time() * 1000

@@ -14,7 +14,7 @@ import pytest
 from ops import schema, storage
 from ops.sources import expand_inputs
 from pipelines.config import ExtractConfig
-from pipelines.extract import run_extract
+from pipelines.extract.driver import run_extract
 
 pytestmark = pytest.mark.ray
 
@@ -78,7 +78,7 @@ def test_extract_reads_s3_videos_and_writes_s3_parquet(ray_local, s3_server, s3_
 def s3_trained(ray_local, s3_server, tmp_path_factory) -> dict:
     """Train 2 steps from faces Parquet in S3 to a checkpoint folder in S3."""
     from pipelines.config import TrainConfig
-    from pipelines.train import run_train
+    from pipelines.train.driver import run_train
     from tests.pipelines.faces_data import write_faces
 
     root = tmp_path_factory.mktemp("s3faces")

@@ -41,7 +41,7 @@ B_CLIP = "person_b__mead_W009_front_angry.mp4"
 @pytest.fixture(scope="module")
 def faces(ray_local, tmp_path_factory) -> dict[str, str]:
     """Faces datasets of A and B from one extract of both neutral clips (every 10th frame)."""
-    from pipelines.extract import run_extract
+    from pipelines.extract.driver import run_extract
 
     folder = tmp_path_factory.mktemp("evaluate_faces")
     manifest = folder / "manifest.csv"
@@ -70,7 +70,7 @@ def _rows(path: str) -> dict[str, dict]:
 
 
 def test_evaluate_scores_a_clip_of_b_one_and_the_untouched_source_zero(faces, tmp_path) -> None:
-    from pipelines.evaluate import FRAMES_FILE, run_evaluate
+    from pipelines.evaluate.driver import FRAMES_FILE, run_evaluate
 
     a_clip, a_other, b_clip = (str(shared_video(n)) for n in (A_CLIP, A_OTHER, B_CLIP))
     render = _hand_made_render(
@@ -107,9 +107,9 @@ def test_render_evaluate_scores_an_untrained_model_low_as_evaluate_does(faces, t
     from ops.checkpoint import save_checkpoint
     from ops.model import ModelConfig, SwapAutoencoder
     from ops.video import iter_frames, write_video
-    from pipelines.evaluate import EVALUATION_FILE, run_evaluate
-    from pipelines.evaluate_render import EVALUATION_DIR
-    from pipelines.render import run_render
+    from pipelines.evaluate.driver import EVALUATION_FILE, run_evaluate
+    from pipelines.evaluate.in_render import EVALUATION_DIR
+    from pipelines.render.driver import run_render
 
     torch.manual_seed(0)
     checkpoint = str(tmp_path / "checkpoint")

@@ -15,7 +15,7 @@ from ops.align import template_landmarks, transform_points
 from ops.quality import decode_crop
 from ops.video import probe_video
 from pipelines.config import ExtractConfig
-from pipelines.extract import run_extract
+from pipelines.extract.driver import run_extract
 from pipelines.segments import FAIL_MARKER
 from tests.conftest import shared_video
 from tests.vfr_clip import write_vfr_clip

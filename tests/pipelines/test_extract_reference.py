@@ -21,8 +21,8 @@ from ops.quality import encode_crop
 from ops.video import iter_frames, probe_video
 from pipelines.cli import app
 from pipelines.config import ExtractConfig, config_json
-from pipelines.extract_plan import check_resume
-from pipelines.extract_reference import load_reference
+from pipelines.extract.plan import check_resume
+from pipelines.extract.reference import load_reference
 from tests.conftest import shared_image, shared_video
 
 PERSON_A = "person_a__mead_M030_front_neutral.mp4"
@@ -154,7 +154,7 @@ def test_extract_keeps_only_the_reference_person_among_others(ray_local, tmp_pat
 
 @pytest.mark.ray
 def test_extract_keeps_the_referenced_face_of_a_multi_face_image(ray_local, tmp_path):
-    from pipelines.extract import run_extract
+    from pipelines.extract.driver import run_extract
 
     two_faces = shared_image(TWO_FACES)  # Obama on the left, Biden on the right
     cfg = ExtractConfig(

@@ -23,13 +23,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ops import schema
-from pipelines import faces_report as report_stage
+from pipelines.faces_report import driver as report_stage
 from pipelines.cli import app
-from pipelines.cli_faces import report_lines
+from pipelines.cli.faces import report_lines
 from pipelines.config import ExtractConfig, FacesReportConfig, TrainConfig
-from pipelines.extract import run_extract
-from pipelines.faces_report import run_faces_report
-from pipelines.train_data import inspect_faces
+from pipelines.extract.driver import run_extract
+from pipelines.faces_report.driver import run_faces_report
+from pipelines.train.data import inspect_faces
 from tests.conftest import shared_video
 
 pytest.importorskip("dlib", reason="identity embeddings need the eval extra")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.node_plan import ActorPlan, cluster_nodes, plan_actors
+from pipelines.runtime.node_plan import ActorPlan, cluster_nodes, plan_actors
 
 GPU_NODE = {"CPU": 16.0, "GPU": 1.0}
 

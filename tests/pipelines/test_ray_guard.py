@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ray_guard import end_processes, read_process_table
+from pipelines.runtime.ray_guard import end_processes, read_process_table
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self"), reason="finds a session's processes through /proc"
@@ -83,7 +83,7 @@ def start(script: str) -> subprocess.Popen:
 
 STUBBORN = """
 import signal, subprocess, sys, time
-from pipelines.ray_guard import start_guard
+from pipelines.runtime.ray_guard import start_guard
 start_guard()
 child = subprocess.Popen([sys.executable, "-c",
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
@@ -117,7 +117,7 @@ def test_end_processes_leaves_a_pid_whose_start_time_changed_alone():
 LOCAL_RAY = """
 import os, time
 import ray
-from pipelines.ray_setup import connect_ray
+from pipelines.runtime.ray_setup import connect_ray
 connect_ray()
 @ray.remote
 def busy():

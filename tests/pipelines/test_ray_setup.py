@@ -27,7 +27,7 @@ RAY_NOISE = (
 QUIET = r"""
 import os, sys
 import ray._private.worker as ray_worker
-from pipelines.ray_setup import quiet_ray_console
+from pipelines.runtime.ray_setup import quiet_ray_console
 quiet_ray_console()
 os.write(2, b"[2026-01-31 12:00:00,123 E 42 42] core_worker.cc:2465: constructor arguments\n")
 os.write(2, b"[2026-01-31 12:00:00,124 F 42 42] core_worker.cc:1: a fatal line shows\n")

@@ -15,8 +15,8 @@ from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames, probe_video
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig
-from pipelines.render import run_render
-from pipelines.render_plan import (
+from pipelines.render.driver import run_render
+from pipelines.render.plan import (
     MIN_SEGMENT_FRAMES,
     output_name,
     output_names,
@@ -24,7 +24,7 @@ from pipelines.render_plan import (
     segment_length,
     segments_per_video,
 )
-from pipelines.render_segment import SegmentRenderer, _Pending
+from pipelines.render.segment import SegmentRenderer, _Pending
 from tests.media_tags import read_metadata
 from tests.vfr_clip import read_stamp, write_vfr_clip
 

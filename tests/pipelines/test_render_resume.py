@@ -18,7 +18,7 @@ from ops import schema
 from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames
 from pipelines.config import RenderConfig
-from pipelines.render import prepare_render, run_render
+from pipelines.render.driver import prepare_render, run_render
 from pipelines.segments import FAIL_MARKER
 from tests.media_tags import read_metadata
 

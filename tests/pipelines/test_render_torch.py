@@ -19,7 +19,7 @@ from ops.video import iter_frames
 from ops.video_out import SegmentWriter, frame_rate_of
 from ops.watermark import WatermarkVerdict, correlate_face, decide_watermark
 from pipelines.config import RenderConfig
-from pipelines.render_segment import SegmentRenderer, _Pending
+from pipelines.render.segment import SegmentRenderer, _Pending
 from tests.conftest import shared_video
 from tests.pipelines.test_render import checkpoint  # noqa: F401 - fixture
 

@@ -13,8 +13,8 @@ import torch
 from ops.checkpoint import load_checkpoint, save_checkpoint
 from ops.model import ModelConfig, SwapAutoencoder
 from pipelines.config import TrainConfig
-from pipelines.train import NonFiniteLossError, prepare_train, run_train
-from pipelines.train_worker import FAIL_MARKER
+from pipelines.train.driver import NonFiniteLossError, prepare_train, run_train
+from pipelines.train.worker import FAIL_MARKER
 from tests.pipelines.faces_data import write_faces
 
 FACES = 16
@@ -131,7 +131,7 @@ def test_prepare_train_rejects_a_checkpoint_of_another_model(faces, tmp_path):
 
 
 def test_progress_gets_every_metrics_line_once_and_waits_for_a_whole_line(tmp_path):
-    from pipelines.train import _show_new
+    from pipelines.train.driver import _show_new
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 10}\n{"step": 20}\n{"step": 3')  # the last one is being written

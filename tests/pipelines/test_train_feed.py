@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.train_feed import FaceFeed
+from pipelines.train.feed import FaceFeed
 
 
 def _faces(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

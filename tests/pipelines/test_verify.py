@@ -15,7 +15,7 @@ from ops.video_out import SegmentWriter, frame_rate_of, join_segments
 from ops.watermark import MARKED, UNDECIDED
 from pipelines.cli import app
 from pipelines.config import RenderConfig, VerifyConfig
-from pipelines.render_segment import SegmentRenderer
+from pipelines.render.segment import SegmentRenderer
 from pipelines.verify import run_verify, verify_video
 from tests.conftest import shared_video
 from tests.pipelines.test_render import checkpoint  # noqa: F401 - fixture

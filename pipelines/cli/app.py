@@ -1,0 +1,150 @@
+"""The `rayswap` app and the one way a command is made: a function of its stage's config.
+
+    @command(RenderConfig)
+    def render(cfg: RenderConfig) -> None: ...
+
+`command` gives the function the config's fields as its options and arguments (name, type,
+default, help from each field's `Flag`), builds the frozen config from what was parsed
+and calls the function with it. Exit codes: 2 for a bad invocation (a flag the config
+refuses, or a `preflight` check that fails before Ray starts); 1 for an error while the
+stage runs (`run_step`), or too many failed items (`pipelines.cli.common.finish`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from pipelines.config.flags import BadInvocation, flag_of
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="rayswap",
+    help="Distributed face swap on Ray: extract faces from videos, train a shared-encoder "
+    "autoencoder, render swapped videos that are marked as synthetic.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+faces_app = typer.Typer(
+    name="faces", help="Look into faces datasets before training on them.", no_args_is_help=True
+)
+app.add_typer(faces_app, name="faces")
+
+
+def absolute(path: str) -> str:
+    """Local paths become absolute (Ray workers may run in another folder); URIs stay."""
+    import os
+
+    from ops.storage import is_uri
+
+    return path if is_uri(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def _cli_type(hint: Any, has_default: bool) -> Any:
+    """The type typer parses: tuples of a config are lists on the command line."""
+    if typing.get_origin(hint) is tuple:
+        item = list[typing.get_args(hint)[0]]
+        return item | None if has_default else item
+    return hint
+
+
+def parameters(config: type) -> list[inspect.Parameter]:
+    """The command's parameters, one per field of `config`, in field order."""
+    hints = typing.get_type_hints(config)
+    found = []
+    for item in fields(config):
+        flag = flag_of(item)
+        if flag is None:
+            continue
+        has_default = item.default is not MISSING
+        default = None if not has_default or item.default == () else item.default
+        if flag.argument:
+            metavar = flag.metavar or item.name.upper()
+            info = typer.Argument(help=flag.help, show_default=False, metavar=metavar)
+        else:
+            info = typer.Option(
+                *flag.decls,
+                help=flag.help,
+                hidden=flag.hidden,
+                envvar=flag.envvar,
+                show_default=flag.show_default and has_default and default is not None,
+            )
+        found.append(
+            inspect.Parameter(
+                item.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default if has_default else inspect.Parameter.empty,
+                annotation=Annotated[_cli_type(hints[item.name], has_default), info],
+            )
+        )
+    return found
+
+
+def build(config: type[T], values: dict[str, Any]) -> T:
+    """The config from parsed values (lists -> tuples, local paths made absolute).
+
+    A value the config refuses is a bad invocation: exit code 2, naming the flag.
+    """
+    built = {}
+    for item in fields(config):
+        flag, value = flag_of(item), values.get(item.name)
+        if item.name not in values:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if value is None and item.default == ():  # a repeatable option given no times
+            value = ()
+        if flag is not None and flag.path and value is not None:
+            value = tuple(map(absolute, value)) if isinstance(value, tuple) else absolute(value)
+        built[item.name] = value
+    return preflight(config, **built)
+
+
+def command(
+    config: type[T], name: str | None = None, group: typer.Typer = app
+) -> Callable[[Callable[[T], None]], Callable[[T], None]]:
+    """Register `fn(cfg)` as the command `name` (default: fn's name) of `group`."""
+
+    def register(fn: Callable[[T], None]) -> Callable[[T], None]:
+        def run(**values: Any) -> None:
+            fn(build(config, values))
+
+        params = parameters(config)
+        run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        run.__doc__, run.__name__ = fn.__doc__, fn.__name__
+        group.command(name)(run)
+        return fn
+
+    return register
+
+
+def preflight(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A check before Ray starts: its ValueError / FileNotFoundError exits 2 (bad invocation)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def run_step(stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """The stage's run: an error while it runs is one line on stderr and exit code 1.
+
+    A `BadInvocation` (a flag the cluster it joined cannot satisfy) still exits 2.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except BadInvocation as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the run failed; the invocation was fine
+        typer.echo(f"{stage}: error: {exc}", err=True)
+        raise typer.Exit(1) from exc

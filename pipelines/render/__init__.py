@@ -1,0 +1,1 @@
+"""Render: swapped, marked videos, many at once (a segment stage: plan -> actor -> commit -> driver)."""

@@ -1,0 +1,1 @@
+"""What every stage shares at run time: starting or joining Ray, its guard, the actor plan."""

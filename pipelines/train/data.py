@@ -1,0 +1,179 @@
+"""Training data: pre-flight checks of the faces Parquet, and the Ray Data pipeline that
+decodes them for the train workers.
+
+    inspect_faces  Ray-free: files exist, schema, row counts, one coverage (exit 2 when bad)
+    load_faces     read_parquet -> decode at the training resolution (corrupt rows skipped and
+                   counted) -> materialize -> hold back preview faces
+
+The datasets carry decoded uint8 faces and crop landmarks only; augmentation runs on the
+training device (`pipelines.train.feed`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import ray
+
+from ops import schema, storage
+from ops.augment import load_face
+from ops.checkpoint import (
+    check_compatible,
+    find_latest_checkpoint,
+    model_config,
+    read_checkpoint_config,
+)
+from ops.model import ModelConfig
+from pipelines.config import TrainConfig
+
+READ_COLUMNS = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE, schema.ERROR]
+
+
+@dataclass
+class FacesInfo:
+    """One identity's faces dataset as found before and after decoding."""
+
+    path: str
+    files: list[str]
+    rows: int  # rows in the Parquet files
+    error_rows: int  # rows extract marked with an error
+    coverage: float
+    size: int  # most common source crop side, px
+    decoded: int = 0  # rows decoded fine (set by load_faces)
+
+    @property
+    def skipped(self) -> int:
+        """Rows not trained on: error rows plus corrupt images."""
+        return self.rows - self.decoded if self.decoded else self.error_rows
+
+
+def parquet_files(path: str) -> list[str]:
+    if not storage.exists(path):
+        raise FileNotFoundError(f"faces dataset not found: {path} (run `rayswap extract` first)")
+    if not storage.is_dir(path):
+        return [path] if path.endswith(".parquet") else []
+    return [f for f in storage.list_files(path) if storage.strip_query(f).endswith(".parquet")]
+
+
+def inspect_faces(path: str, side: str, cfg: TrainConfig) -> FacesInfo:
+    """Check one identity's faces Parquet without Ray; raise ValueError/FileNotFoundError."""
+    files = parquet_files(path)
+    if not files:
+        raise ValueError(f"--{side}: no faces Parquet files under {path} (empty dataset)")
+    filesystem, _ = storage.resolve(path)
+    dataset = pads.dataset(
+        [storage.resolve(f)[1] for f in files], filesystem=filesystem, format="parquet"
+    )
+    schema.check_faces_schema(dataset.schema, f"--{side} {path}")
+    table = dataset.to_table(columns=[schema.COVERAGE, schema.SIZE, schema.ERROR])
+    errors = int(pc.sum(pc.is_valid(table[schema.ERROR])).as_py() or 0)
+    usable = table.num_rows - errors
+    needed = cfg.batch_size * cfg.workers + cfg.preview_faces
+    if usable < needed:
+        raise ValueError(
+            f"--{side}: {path} has {usable} usable faces, fewer than one batch plus the preview "
+            f"({cfg.batch_size} x {cfg.workers} workers + {cfg.preview_faces} = {needed}); "
+            f"extract more faces or lower --batch-size"
+        )
+    coverages = sorted({round(float(c), 4) for c in table[schema.COVERAGE].to_pylist()})
+    if len(coverages) != 1:
+        raise ValueError(f"--{side}: faces of several coverages {coverages} in {path}")
+    sizes = Counter(int(s) for s in table[schema.SIZE].to_pylist())
+    return FacesInfo(
+        path=path,
+        files=files,
+        rows=table.num_rows,
+        error_rows=errors,
+        coverage=coverages[0],
+        size=sizes.most_common(1)[0][0],
+    )
+
+
+def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None:
+    """A checkpoint already in OUT must hold the same model and face alignment."""
+    latest = find_latest_checkpoint(cfg.out) if storage.exists(cfg.out) else None
+    if latest is None:
+        return
+    config = read_checkpoint_config(latest)
+    found = model_config(config, latest)
+    try:
+        check_compatible(found, expect, latest)
+    except ValueError as exc:
+        raise ValueError(
+            f"--out: {exc}; resume with the same --resolution/--width/--latent-dim "
+            f"or train into another --out"
+        ) from exc
+    if abs(float(config["coverage"]) - coverage) > 1e-4:
+        raise ValueError(
+            f"--out: checkpoint {latest} was trained on faces of coverage {config['coverage']}, "
+            f"these faces have {coverage}"
+        )
+
+
+def decode_faces(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.ndarray]:
+    """Ray Data UDF: crop bytes -> (N, R, R, 3) uint8 faces, (N, 10) crop landmarks, coverage.
+
+    Rows with an extract error or an undecodable image are left out; the driver counts
+    them as rows read minus rows decoded.
+    """
+    faces, landmarks, coverage = [], [], []
+    for payload, points, affine, cov, error in zip(
+        batch[schema.IMAGE],
+        batch[schema.LANDMARKS],
+        batch[schema.AFFINE],
+        batch[schema.COVERAGE],
+        batch[schema.ERROR],
+        strict=True,
+    ):
+        if error is not None or payload is None:
+            continue
+        try:
+            face, points_crop = load_face(
+                payload, np.asarray(points), np.asarray(affine).reshape(2, 3), resolution
+            )
+        except ValueError:  # corrupt image bytes: skip, counted by the driver
+            continue
+        faces.append(face)
+        landmarks.append(points_crop.reshape(-1))
+        coverage.append(cov)
+    return {
+        "face": np.stack(faces) if faces else np.zeros((0, resolution, resolution, 3), np.uint8),
+        "landmarks": np.asarray(landmarks, np.float32).reshape(-1, 10),
+        "coverage": np.asarray(coverage, np.float32),
+    }
+
+
+def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple[Any, np.ndarray]:
+    """Decode one identity once; return (training dataset, held-back preview faces)."""
+    filesystem, _ = storage.resolve(path)
+    decoded = (
+        ray.data.read_parquet(
+            [storage.resolve(f)[1] for f in info.files],
+            filesystem=filesystem,
+            columns=READ_COLUMNS,
+        )
+        .map_batches(
+            functools.partial(decode_faces, resolution=cfg.resolution),
+            batch_format="numpy",
+            batch_size=64,
+        )
+        .materialize()
+    )
+    info.decoded = decoded.count()
+    needed = cfg.batch_size * cfg.workers + cfg.preview_faces
+    if info.decoded < needed:
+        raise ValueError(
+            f"--{side}: only {info.decoded} of {info.rows} faces in {path} decode "
+            f"({info.skipped} corrupt or failed); need {needed}"
+        )
+    train, held = decoded.split_at_indices([info.decoded - cfg.preview_faces])
+    preview = np.stack([row["face"] for row in held.take_all()])
+    # Blocks are video segments in order: visit them in a new order every epoch; the
+    # workers shuffle the faces within (on the device, or in a local shuffle buffer).
+    return train.randomize_block_order(), preview

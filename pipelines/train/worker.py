@@ -1,0 +1,263 @@
+"""The Ray Train worker of `rayswap train`: one DDP rank's loop, checkpoints and metrics.
+
+Each rank builds the model, restores the latest checkpoint Ray Train hands it, moves to
+its device (channels_last on GPU), wraps it in DDP, builds the optimizer there (fused Adam
+on CUDA), optionally compiles it, opens its feeds of a and b (`pipelines.train.feed`),
+then steps: augment on the device -> forward (bf16 autocast on GPU) -> float32 losses ->
+backward -> step. Nothing waits for the device inside a step; every `--log-every` steps
+(and before every checkpoint) the ranks read their losses and agree, with one all-reduce,
+on the first step whose loss was not finite; if there is one, every rank stops there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import Checkpoint
+
+from ops import storage
+from ops.augment import augment_batch
+from ops.checkpoint import (
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    load_state,
+    read_checkpoint_config,
+    save_checkpoint,
+)
+from ops.model import ModelConfig, SwapAutoencoder
+from ops.preview import encode_png, preview_grid
+from ops.train_step import (
+    NO_BAD_STEP,
+    LossWindow,
+    autocast_dtype_for,
+    make_optimizer,
+    prepare_for_steps,
+    train_step,
+)
+from pipelines.config import TrainConfig
+from pipelines.train.feed import open_feeds
+
+METRICS_FILE = "metrics.jsonl"
+FAIL_MARKER = ".fail_at_step_done"
+
+
+def model_config_of(cfg: TrainConfig) -> ModelConfig:
+    return ModelConfig(resolution=cfg.resolution, width=cfg.width, latent_dim=cfg.latent_dim)
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict, in order: equal weights, equal hash."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class MetricsLog:
+    """Rank 0's JSON lines: appended locally, rewritten at checkpoints on object stores."""
+
+    def __init__(self, out: str, resume_step: int) -> None:
+        self.path = storage.join(out, METRICS_FILE)
+        self.local = not storage.is_uri(out)
+        self.lines: list[str] = []
+        if storage.exists(self.path):  # keep the history up to the checkpoint we resume from
+            old = storage.read_bytes(self.path).decode().splitlines()
+            self.lines = [ln for ln in old if ln and json.loads(ln)["step"] <= resume_step]
+        self.flush()
+
+    def add(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True)
+        self.lines.append(line)
+        if self.local:
+            with open(storage.resolve(self.path)[1], "a") as handle:
+                handle.write(line + "\n")
+
+    def flush(self) -> None:
+        payload = "".join(f"{ln}\n" for ln in self.lines).encode()
+        storage.write_bytes_atomic(self.path, payload)
+
+
+def restore_state(model: SwapAutoencoder) -> tuple[int, dict | None]:
+    """Load the latest checkpoint's weights into `model`; return (step, optimizer state)."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0, None
+    with checkpoint.as_directory() as directory:
+        model.load_state_dict(load_state(directory, MODEL_FILE))
+        optimizer_state = load_state(directory, OPTIMIZER_FILE)
+        return int(read_checkpoint_config(directory)["step"]), optimizer_state
+
+
+def first_bad_step(window: LossWindow, world: int) -> int | None:
+    """The first non-finite step over all ranks (one all-reduce), or None; every rank agrees."""
+    flag = window.first_bad.clone()
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    step = int(flag.item())
+    return None if step == NO_BAD_STEP else step
+
+
+def _generator(device: torch.device, seed: int, rank: int, start_step: int) -> torch.Generator:
+    """A device generator that differs per rank and per resume point."""
+    mixed = hashlib.sha256(f"{seed}/{rank}/{start_step}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(mixed[:8], "little"))
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """One Ray Train worker: restore, then step through both identities' faces."""
+    cfg = TrainConfig(**config["train"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)  # equal initial weights on every rank (DDP also broadcasts)
+
+    # [1] build the model and restore the latest checkpoint (worker retry or rerun)
+    raw_model = SwapAutoencoder(model_config_of(cfg))
+    step, optimizer_state = restore_state(raw_model)
+    start_step = step
+
+    # [2] prepare the model: device, DDP (gloo on CPU, NCCL on GPU), optimizer on the device
+    device = ray.train.torch.get_device()
+    channels_last = device.type == "cuda"
+    _, step_model = prepare_for_steps(
+        raw_model,
+        channels_last,
+        cfg.compile,
+        wrap=lambda module: ray.train.torch.prepare_model(module, move_to_device=device),
+    )
+    optimizer = make_optimizer(raw_model, cfg.lr)  # fused on CUDA: built after the move
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)  # casts the state onto the device
+    autocast = autocast_dtype_for(cfg.precision, cfg.gpu)
+
+    # [3] shard the datasets: each worker holds (or streams) its own part of a and of b
+    generator = _generator(device, cfg.seed, rank, start_step)
+    shards = {side: ray.train.get_dataset_shard(side) for side in ("a", "b")}
+    feeds, feed_note = open_feeds(shards, config["rows"], cfg, world, device, generator)
+
+    log = MetricsLog(cfg.out, start_step) if rank == 0 else None
+    images_per_step = 2 * cfg.batch_size * world
+    window, last = LossWindow(device), {}
+    started, data_s, window_steps = time.perf_counter(), 0.0, 0
+    bad_step = None
+    try:
+        while step < cfg.steps:
+            _maybe_fail(cfg, step, rank, world)
+            t_data = time.perf_counter()
+            raw = {side: feeds[side].next() for side in ("a", "b")}
+            data_s += time.perf_counter() - t_data
+            batches = [augment_batch(*raw[s], config["coverage"], generator) for s in "ab"]
+            if channels_last:  # NHWC inputs for NHWC weights
+                for batch in batches:
+                    batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
+            _maybe_poison(cfg, step, rank, world, batches[0])
+            window.add(train_step(step_model, optimizer, *batches, autocast), step + 1)
+            step += 1
+            window_steps += 1
+            log_now = step % cfg.log_every == 0 or step == cfg.steps
+            save_now = step % cfg.save_every == 0 or step == cfg.steps
+            if not (log_now or save_now):
+                continue
+            bad_step = first_bad_step(window, world)
+            if bad_step is not None:
+                break
+            if log_now:
+                elapsed = time.perf_counter() - started
+                last = {
+                    "step": step,
+                    **window.read(),
+                    "images_per_s": images_per_step * window_steps / elapsed,
+                    "data_wait_fraction": data_s / elapsed,
+                    "time": time.time(),
+                }
+                del last["loss"]
+                if log is not None:
+                    log.add(last)
+                started, data_s, window_steps = time.perf_counter(), 0.0, 0
+
+            # [4] report to Ray Train only with a checkpoint: each report can block ~2 s
+            if save_now:
+                _report_checkpoint(cfg, config, raw_model, optimizer, step, rank, last, log)
+    finally:
+        for feed in feeds.values():
+            feed.close()
+
+    hashes = _gather_hashes(raw_model, world)
+    return {
+        "step": step,
+        "start_step": start_step,
+        "weight_hashes": hashes,
+        "metrics": last,
+        "non_finite_step": bad_step,
+        "feed": feed_note,
+    }
+
+
+def _report_checkpoint(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    model: SwapAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    rank: int,
+    metrics: dict[str, float],
+    log: MetricsLog | None,
+) -> None:
+    """Every rank reports; rank 0 attaches the checkpoint directory."""
+    with tempfile.TemporaryDirectory(prefix="rayswap-ckpt-") as directory:
+        checkpoint = None
+        if rank == 0:
+            preview = encode_png(preview_grid(model, config["preview_a"], config["preview_b"]))
+            save_checkpoint(
+                directory,
+                model,
+                step,
+                coverage=config["coverage"],
+                size=config["size"],
+                optimizer=optimizer,
+                train_config=config["train"],
+                preview_png=preview,
+            )
+            storage.write_bytes_atomic(storage.join(cfg.out, "preview.png"), preview)
+            if log is not None:
+                log.flush()
+            checkpoint = Checkpoint.from_directory(directory)
+        reported = {"step": step, **{k: v for k, v in metrics.items() if k != "step"}}
+        ray.train.report(
+            reported, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{step:08d}"
+        )
+
+
+def _maybe_fail(cfg: TrainConfig, step: int, rank: int, world: int) -> None:
+    """Fault injection for tests: the last rank raises once at `fail_at_step` (first attempt)."""
+    if cfg.fail_at_step is None or step != cfg.fail_at_step or rank != world - 1:
+        return
+    marker = storage.join(cfg.out, FAIL_MARKER)
+    if storage.exists(marker):
+        return
+    storage.write_bytes_atomic(marker, str(step).encode())
+    raise RuntimeError(f"injected failure at step {step} (--fail-at-step)")
+
+
+def _maybe_poison(cfg: TrainConfig, step: int, rank: int, world: int, batch: dict) -> None:
+    """Fault injection for tests: from `nan_at_step` on, the last rank's inputs are NaN."""
+    if cfg.nan_at_step is not None and step + 1 >= cfg.nan_at_step and rank == world - 1:
+        batch["warped"] = torch.full_like(batch["warped"], float("nan"))
+
+
+def _gather_hashes(model: torch.nn.Module, world: int) -> list[str]:
+    own = weights_hash(model)
+    if world == 1 or not torch.distributed.is_initialized():
+        return [own]
+    found: list[Any] = [None] * world
+    torch.distributed.all_gather_object(found, own)
+    return [str(h) for h in found]
