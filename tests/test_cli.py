@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -11,11 +14,51 @@ from tests.ops.test_storage import unwritable_dir
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["extract"], ["demo"]])
-def test_help_describes_every_command(command):
-    result = runner.invoke(app, [*command, "--help"])
-    assert result.exit_code == 0
+Command = typer.core.TyperCommand | typer.core.TyperGroup
+
+
+def _every_command(
+    command: Command, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], Command]]:
+    """The app's commands as the app itself holds them: the app, its groups and their commands."""
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _every_command(sub, (*path, name))
+    return found
+
+
+COMMANDS = dict(_every_command(typer.main.get_command(app)))
+
+
+def _plain(text: str) -> str:
+    """Help output without the panels' borders and line wrapping, to find a sentence in it."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _first_paragraph(help_text: str | None) -> str:
+    return " ".join((help_text or "").split("\n\n")[0].split())
+
+
+def test_the_commands_found_include_the_groups_and_the_job_commands():
+    for path in [("faces",), ("faces", "report"), ("submit",), ("jobs",), ("logs",), ("stop",)]:
+        assert path in COMMANDS, path
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=lambda path: " ".join(path) or "rayswap")
+def test_help_describes_every_command(path):
+    command = COMMANDS[path]
+    summary = _first_paragraph(command.help)
+    assert summary, f"`rayswap {' '.join(path)}` has no help text"
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+    assert summary in _plain(result.output)
+    for param in command.params:
+        if param.name != "help" and not getattr(param, "hidden", False):
+            assert getattr(param, "help", None), f"{' '.join(path)}: {param.name} has no help"
+    if path:  # the group above lists the command with the start of its help
+        listing = _plain(runner.invoke(app, [*path[:-1], "--help"]).output)
+        assert f"{path[-1]} {' '.join(summary.split()[:4])}" in listing
 
 
 def test_extract_help_lists_the_main_options():

@@ -109,20 +109,63 @@ def test_rayjob_runs_its_stage_on_the_right_group(stage):
     assert argv[:4] == ["python", "-m", "pipelines.cli", stage]
 
 
-@pytest.mark.parametrize("stage", sorted(RAYJOBS))
-def test_rayjob_entrypoint_parses_with_the_cli(stage):
-    import click
+def entrypoint_config(entrypoint: str) -> object:
+    """The config the CLI would run the entrypoint's stage with, built without running it.
+
+    The entrypoint is parsed by the stage's command, as `rayswap` parses it, and its values
+    go through the same `build` the command calls: a flag the command does not have, or a
+    value the stage's config refuses, raises the usage error (exit code 2) the CLI exits with.
+    """
     import typer
 
     from pipelines.cli import app
+    from pipelines.cli.app import build
+    from tests.test_cli_flags import COMMANDS
 
+    argv = shlex.split(entrypoint)
+    assert argv[:3] == ["python", "-m", "pipelines.cli"], argv
+    stage, args = argv[3], argv[4:]
     group = typer.main.get_command(app)
-    if stage not in group.commands:
-        pytest.skip(f"`rayswap {stage}` is not registered yet")
-    argv = shlex.split(load(RAYJOBS[stage])["spec"]["entrypoint"])[4:]
-    command = group.commands[stage]
-    with click.Context(group, info_name="rayswap") as parent:
-        command.make_context(stage, argv, parent=parent)  # raises on an unknown or bad flag
+    assert stage in group.commands, f"the entrypoint runs `rayswap {stage}`, which the CLI lacks"
+    assert (stage,) in COMMANDS, f"no config is known for `rayswap {stage}`"
+    with typer.Context(group, info_name="rayswap") as parent:
+        ctx = group.commands[stage].make_context(stage, args, parent=parent)
+        with ctx:
+            return build(COMMANDS[(stage,)], ctx.params)
+
+
+@pytest.mark.parametrize("stage", sorted(RAYJOBS))
+def test_rayjob_entrypoint_builds_its_stages_config(stage):
+    config = entrypoint_config(load(RAYJOBS[stage])["spec"]["entrypoint"])
+    assert type(config).__name__ == f"{stage.capitalize()}Config"
+    if stage == "extract":  # its job has only the CPU group; the actors go there
+        assert config.label_selector == "node-kind=cpu" and not config.gpu
+    else:  # train and render jobs have only the GPU group
+        assert config.gpu
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "refused"),
+    [
+        ("python -m pipelines.cli shuffle s3://b/v/ --out s3://b/o/", "shuffle"),
+        ("python -m pipelines.cli extract s3://b/v/ --out s3://b/o/ --bogus 1", "--bogus"),
+        ("python -m pipelines.cli extract s3://b/v/ --out s3://b/o/ --size 100", "--size"),
+        ("python -m pipelines.cli train --a a --b b --out o --workers 0", "--workers"),
+        ("python -m pipelines.cli render c/ v/ --out o --direction up", "--direction"),
+    ],
+    ids=["unknown stage", "unknown flag", "extract size", "train workers", "render direction"],
+)
+def test_an_entrypoint_the_cli_would_refuse_fails_the_check(entrypoint, refused):
+    import typer
+
+    with pytest.raises((AssertionError, typer.TyperException)) as raised:
+        entrypoint_config(entrypoint)
+    error = raised.value
+    if isinstance(error, typer.TyperException):
+        assert error.exit_code == 2  # what `rayswap` exits with for a bad invocation
+        assert refused in error.format_message()
+    else:
+        assert refused in str(error)
 
 
 def test_runtime_env_ships_code_but_not_data():
