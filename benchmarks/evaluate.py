@@ -30,6 +30,7 @@ from pathlib import Path
 
 from benchmarks.media import DEFAULT_DATA, shared_clips
 from benchmarks.render import _best_s
+from ops import schema
 
 GALLERY_CLIPS = ("person_a__mead_M030_front_neutral.mp4", "person_b__mead_W009_front_neutral.mp4")
 PAIR_CLIPS = (
@@ -56,15 +57,13 @@ def hand_made_render(pairs: list[tuple[str, str]], folder: str) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ops import schema
-
     os.makedirs(folder)
     rows = [{schema.VIDEO: source, schema.OUTPUT: output} for source, output in pairs]
     pq.write_table(
         pa.Table.from_pylist(rows, schema=schema.RENDER_MANIFEST_SCHEMA),
         os.path.join(folder, "manifest.parquet"),
     )
-    with open(os.path.join(folder, "_config.json"), "w") as handle:
+    with open(os.path.join(folder, schema.CONFIG_FILE), "w") as handle:
         json.dump({"config": {"direction": "a2b"}}, handle)
     return folder
 

@@ -43,7 +43,9 @@ class ClusterError(Exception):
 def project_root() -> Path:
     """The folder shipped as the job's working dir: the checkout this module lives in."""
     root = Path(__file__).resolve().parents[1]
-    if not ((root / "pipelines" / "cli" / "__init__.py").exists() and (root / "pyproject.toml").exists()):
+    if not (
+        (root / "pipelines" / "cli" / "__init__.py").exists() and (root / "pyproject.toml").exists()
+    ):
         # an installed (non-editable) package: parents[1] is site-packages, never ship that
         raise ClusterError(f"{root} is not a rayswap checkout; pass --working-dir CHECKOUT")
     return root

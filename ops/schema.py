@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+CONFIG_FILE = "_config.json"  # beside every output: the resolved config and library versions
 SCHEMA_VERSION = 2  # 2: faces gained identity_distance (extract --reference)
 
 # faces dataset

@@ -303,3 +303,10 @@ def write_video(frames: Iterable[Frame], path: str, fps: float, crf: int = 18) -
         if writer is not None:
             writer.close()
     return 0 if writer is None else writer.count
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last may be shorter), e.g. frames for a batch."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

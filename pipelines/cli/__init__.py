@@ -31,4 +31,3 @@ from pipelines.cli.app import app  # noqa: E402
 
 def main() -> None:
     app()
-

@@ -19,12 +19,12 @@ def check_out_dir(out: str, flag: str = "--out") -> None:
 
     Call it before Ray starts. Object-store URIs pass: the store answers on the first write.
     """
-    from ops.storage import check_writable_dir
+    from pipelines.runtime.checks import check_out_dir as check
 
     try:
-        check_writable_dir(out)
+        check(out, flag)
     except ValueError as exc:
-        raise typer.BadParameter(f"{flag}: {exc}; give a folder that can be written") from exc
+        raise typer.BadParameter(str(exc)) from exc
 
 
 class Progress:

@@ -1,1 +1,4 @@
-"""Evaluate: identity, pose, jitter and seam of rendered videos (driver; in_render for render --evaluate)."""
+"""Evaluate: identity, pose, jitter and seam of rendered videos.
+
+driver.py runs `rayswap evaluate`; in_render.py does the same inside `render --evaluate`.
+"""

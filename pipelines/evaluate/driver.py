@@ -27,22 +27,22 @@ import json
 import math
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import ray
 import ray.data
 
 from ops import metrics, schema, storage
 from ops.align import transform_points
 from ops.detect import RetinaFaceDetector, select_faces
+from ops.faces_dataset import dataset_of, open_faces
 from ops.quality import decode_crop
 from ops.types import Detection, Frame
-from ops.video import iter_frames
+from ops.video import batched, iter_frames
 from pipelines.config import EvaluateConfig, RenderConfig, StageSummary
 from pipelines.runtime.node_plan import stage_actors
 from pipelines.runtime.ray_setup import actor_pool
@@ -71,27 +71,7 @@ def check_eval_extra(flag: str) -> None:
 
 def faces_files(path: str, flag: str) -> list[str]:
     """The Parquet files of a faces dataset with at least one usable face, or ValueError."""
-    if not storage.exists(path):
-        raise FileNotFoundError(f"{flag}: faces dataset not found: {path} (run `rayswap extract`)")
-    files = (
-        [f for f in storage.list_files(path) if storage.strip_query(f).endswith(".parquet")]
-        if storage.is_dir(path)
-        else [path]
-    )
-    if not files:
-        raise ValueError(f"{flag}: no faces Parquet files under {path}")
-    dataset = _dataset(files)
-    schema.check_faces_schema(dataset.schema, f"{flag} {path}")
-    if dataset.count_rows(filter=pc.field(schema.ERROR).is_null()) == 0:
-        raise ValueError(f"{flag}: {path} holds no usable face")
-    return files
-
-
-def _dataset(files: list[str]) -> pads.Dataset:
-    filesystem, _ = storage.resolve(files[0])
-    return pads.dataset(
-        [storage.resolve(f)[1] for f in files], filesystem=filesystem, format="parquet"
-    )
+    return open_faces(path, flag).files
 
 
 @dataclass(frozen=True)
@@ -111,7 +91,7 @@ class EvaluatePlan:
 
 def read_render_config(render: str, flag: str = "RENDER") -> tuple[dict, float]:
     """(RenderConfig fields as the render ran, coverage) from RENDER/_config.json."""
-    path = storage.join(render, "_config.json")
+    path = storage.join(render, schema.CONFIG_FILE)
     if not storage.exists(path):
         raise FileNotFoundError(f"{flag}: {path} not found; give the --out folder of a render")
     try:
@@ -160,7 +140,7 @@ def gallery_faces(files: list[str], limit: int) -> tuple[dict[int, list], dict[i
 
     Returns (crops, landmarks) by size: (R, R, 3) uint8 crops and (5, 2) crop-px landmarks.
     """
-    dataset = _dataset(files)
+    dataset = dataset_of(files)
     meta = dataset.to_table(columns=[schema.ERROR])
     usable = np.flatnonzero(pc.is_null(meta[schema.ERROR]).to_numpy(zero_copy_only=False))
     chosen = usable[np.linspace(0, len(usable) - 1, min(limit, len(usable))).round().astype(int)]
@@ -284,7 +264,7 @@ class VideoEvaluator:
                 iter_frames(rendered, every_n=step, threads=self.threads),
                 strict=False,  # a render keeps the frame count; a foreign output may not
             )
-            for chunk in _batched(pairs, DETECT_BATCH):
+            for chunk in batched(pairs, DETECT_BATCH):
                 if limit is not None:
                     chunk = chunk[: limit - len(records)]
                 faces = self.detect([src for (_, _, src), _ in chunk])
@@ -329,17 +309,6 @@ def resolve_output(render: str, output: str) -> str:
     if storage.exists(moved):
         return moved
     raise FileNotFoundError(f"rendered video not found: {output}")
-
-
-def _batched(items: Iterator, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # -- the driver -------------------------------------------------------------------------------

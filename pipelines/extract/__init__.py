@@ -1,1 +1,5 @@
-"""Extract: aligned faces from videos into Parquet (a segment stage: plan -> actor -> commit -> driver)."""
+"""Extract: aligned faces from videos into Parquet.
+
+A segment stage (pipelines/segments.py): plan.py -> actor.py -> commit.py, run by driver.py;
+reference.py keeps only the faces of one person.
+"""

@@ -6,9 +6,6 @@ Full frames never leave the actor: it commits the segment's faces as one Parquet
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
-
 import numpy as np
 
 from ops import schema, storage
@@ -18,16 +15,11 @@ from ops.detect_torch import make_detector
 from ops.identity import IdentityEmbedder, identity_distances
 from ops.quality import encode_crop, sharpness
 from ops.types import Detection, Frame, FrameRange
-from ops.video import iter_frames
+from ops.video import batched, iter_frames
 from pipelines.config import ExtractConfig
 from pipelines.extract.commit import write_faces
 from pipelines.extract.plan import COUNT_KEYS, REPORT_KEYS
 from pipelines.segments import SegmentActor, fail_once
-
-
-def _batched(items: Iterator, n: int) -> Iterator[list]:
-    while chunk := list(islice(items, n)):
-        yield chunk
 
 
 class FaceExtractor(SegmentActor):
@@ -68,7 +60,7 @@ class FaceExtractor(SegmentActor):
         with storage.open_media(row["video"]) as local:
             seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek
             stream = iter_frames(local, row["start"], stop, row["every_n"], self.threads, seek)
-            for chunk in _batched(stream, cfg.detect_batch):
+            for chunk in batched(stream, cfg.detect_batch):
                 detections = self.detector.detect_batch([frame for _, _, frame in chunk])
                 faces_per_frame = []
                 for (index, time_s, frame), found in zip(chunk, detections, strict=True):

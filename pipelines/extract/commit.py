@@ -35,4 +35,4 @@ def write_configs(cfg: ExtractConfig) -> None:
     """The resolved config beside the output, the faces and the errors datasets."""
     payload = config_json(cfg, stage="extract", schema_version=schema.SCHEMA_VERSION).encode()
     for folder in ((), ("faces",), (ERRORS,)):
-        storage.write_bytes_atomic(storage.join(cfg.out, *folder, "_config.json"), payload)
+        storage.write_bytes_atomic(storage.join(cfg.out, *folder, schema.CONFIG_FILE), payload)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 
-from ops import storage
+from ops import schema, storage
 from ops.sources import VideoSource, expand_inputs, video_id
 from ops.video import every_n_for_fps
 from pipelines.config import ExtractConfig
 from pipelines.config.flags import check_same_settings
+from pipelines.runtime.checks import check_gpu
 from pipelines.segments import SEGMENT_DONE, name_file, report_row, split_video
 
 REPORT_KEYS = ("video", "video_id", "identity", "start", "stop")  # + segments.STATUS_KEYS
@@ -77,22 +78,11 @@ def plan_segments(row: dict, cfg: dict, done: frozenset[str]) -> list[dict]:
 
 def check_resume(cfg: ExtractConfig) -> None:
     """Refuse to add to an output written with settings that change what a row holds."""
-    path = storage.join(cfg.out, "_config.json")
+    path = storage.join(cfg.out, schema.CONFIG_FILE)
     if not storage.exists(path):
         return
     previous = json.loads(storage.read_bytes(path)).get("config", {})
     check_same_settings(cfg, previous, cfg.out)
-
-
-def check_local_gpu(gpu: bool, address: str | None) -> None:
-    """--gpu on a machine without CUDA, for a local Ray, fails before Ray starts."""
-    import os
-
-    import torch
-
-    local = address is None and not os.environ.get("RAY_ADDRESS")
-    if gpu and local and not torch.cuda.is_available():
-        raise ValueError("--gpu: this machine has no CUDA GPU; drop --gpu or use --address")
 
 
 def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
@@ -101,7 +91,7 @@ def prepare_extract(cfg: ExtractConfig) -> list[VideoSource]:
     Raises ValueError naming the problem; the CLI turns it into exit code 2.
     """
     check_resume(cfg)
-    check_local_gpu(cfg.gpu, cfg.address)
+    check_gpu(cfg.gpu, cfg.address)
     sources = expand_inputs(cfg.inputs, cfg.identity)
     if not sources:
         raise ValueError(f"no videos found in {list(cfg.inputs)}")

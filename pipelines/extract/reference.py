@@ -13,11 +13,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from ops import schema, storage
 from ops.align import transform_points
 from ops.detect import RetinaFaceDetector, select_faces
+from ops.faces_dataset import open_faces
 from ops.identity import IdentityEmbedder
 from ops.quality import decode_crop
 
@@ -79,25 +79,9 @@ def _embed_image(embedder: IdentityEmbedder, detector: RetinaFaceDetector, path:
     return embedder.embed_frame(frame, largest[0].landmarks)[None]
 
 
-def _faces_files(path: str) -> list[str]:
-    if not storage.is_dir(path):
-        return [path]
-    return [f for f in storage.list_files(path) if storage.strip_query(f).endswith(".parquet")]
-
-
 def _embed_faces_dataset(embedder: IdentityEmbedder, path: str, max_faces: int) -> np.ndarray:
     """(M, 128): up to `max_faces` faces spread evenly over a faces dataset."""
-    files = _faces_files(path)
-    if not files:
-        raise ValueError(f"{FLAG} {path}: no Parquet files in the folder")
-    filesystem, _ = storage.resolve(path)
-    try:
-        dataset = pads.dataset(
-            [storage.resolve(f)[1] for f in files], filesystem=filesystem, format="parquet"
-        )
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad reference
-        raise ValueError(f"{FLAG} {path}: cannot read it as Parquet ({exc})") from exc
-    schema.check_faces_schema(dataset.schema, f"{FLAG} {path}")
+    dataset = open_faces(path, FLAG).dataset
     columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
     table = dataset.to_table(
         columns=columns, filter=pc.field(schema.ERROR).is_null() & pc.field(schema.IMAGE).is_valid()

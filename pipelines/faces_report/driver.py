@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.dataset as pads
 
 from ops import schema, storage
+from ops.faces_dataset import open_faces
 from pipelines.config import FacesReportConfig, config_json
 from pipelines.faces_report.features import Features, compute_local, compute_ray
 from pipelines.faces_report.stats import FILTER_ORDER, Analysis, analyse_faces, plan_filters
@@ -34,6 +34,7 @@ from pipelines.faces_report.write import (
     write_contact_sheet,
     write_per_face,
 )
+from pipelines.runtime.checks import LOCAL, ray_address
 
 # What `--engine auto` weighs (measured on a 2-core machine): dlib embeds a face in about
 # 85 ms of one core, decoding and the thumbnail take about 1 ms, and starting a local Ray
@@ -61,26 +62,13 @@ def _inside(path: str, folder: str) -> bool:
 
 def prepare_faces_report(cfg: FacesReportConfig) -> Plan:
     """Ray-free checks; raise ValueError/FileNotFoundError naming the flag."""
-    if not storage.exists(cfg.faces):
-        raise FileNotFoundError(f"FACES: {cfg.faces} not found (run `rayswap extract` first)")
-    if storage.is_dir(cfg.faces):
-        files = [
-            f for f in storage.list_files(cfg.faces) if storage.strip_query(f).endswith(".parquet")
-        ]
-    else:
-        files = [cfg.faces] if storage.strip_query(cfg.faces).endswith(".parquet") else []
-    if not files:
-        raise ValueError(f"FACES: no Parquet files under {cfg.faces}")
+    faces = open_faces(cfg.faces, "FACES", need_faces=False)
+    files, dataset = faces.files, faces.dataset
     if _inside(cfg.out, cfg.faces) or _inside(cfg.faces, cfg.out):
         raise ValueError(
             f"--out: {cfg.out} and FACES {cfg.faces} overlap; the report never writes "
             "into its input, give a separate folder"
         )
-    filesystem, _ = storage.resolve(files[0])
-    dataset = pads.dataset(
-        [storage.resolve(f)[1] for f in files], filesystem=filesystem, format="parquet"
-    )
-    schema.check_faces_schema(dataset.schema, f"FACES {cfg.faces}")
     if cfg.identity and importlib.util.find_spec("dlib") is None:
         raise ValueError(
             "--identity: identity embeddings need dlib: pip install 'rayswap[eval]' "
@@ -117,7 +105,7 @@ def choose_engine(cfg: FacesReportConfig, rows: int) -> str:
     Ray from about 350 faces, 16 CPUs: from about 190; 16,000-30,000 with --no-identity)."""
     if cfg.engine != "auto":
         return cfg.engine
-    if cfg.address or os.environ.get("RAY_ADDRESS"):
+    if ray_address(cfg.address) != LOCAL:
         return "ray"
     return "ray" if rows > local_max_rows(cfg.identity, local_cpus()) else "local"
 
@@ -152,7 +140,7 @@ def apply_filters(
     written = write_cleaned(plan_copies(features, reason, files, cfg.out), engine == "ray")
     dropped = {name: int((reason == name).sum()) for name in FILTER_ORDER}
     storage.write_bytes_atomic(
-        storage.join(cfg.out, "faces", "_config.json"),
+        storage.join(cfg.out, "faces", schema.CONFIG_FILE),
         config_json(cfg, stage="faces report", dropped=dropped).encode(),
     )
     return reason, {

@@ -1,1 +1,5 @@
-"""Render: swapped, marked videos, many at once (a segment stage: plan -> actor -> commit -> driver)."""
+"""Render: swapped, marked videos, many at once.
+
+A segment stage (pipelines/segments.py): plan.py -> actor.py (segment.py renders the frames)
+-> commit.py, run by driver.py.
+"""

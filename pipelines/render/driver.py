@@ -37,7 +37,6 @@ import ray.data
 from ops import schema, storage
 from ops.sources import expand_inputs
 from pipelines.config import RenderConfig, StageSummary, config_json
-from pipelines.runtime.node_plan import stage_actors
 from pipelines.render.actor import FaceSwapper
 from pipelines.render.commit import (
     VideoState,
@@ -59,6 +58,8 @@ from pipelines.render.plan import (
     segments_per_video,
     video_record_path,
 )
+from pipelines.runtime.checks import check_gpu
+from pipelines.runtime.node_plan import stage_actors
 from pipelines.segments import (
     ERRORS,
     SEGMENT_DONE,
@@ -80,7 +81,6 @@ def prepare_render(cfg: RenderConfig) -> RenderPlan:
     Resolves the checkpoint once (`pin_checkpoint`). Raises ValueError / FileNotFoundError
     naming the problem (a changed setting names its flag); the CLI turns it into exit 2.
     """
-    import torch
 
     from ops.checkpoint import load_checkpoint
 
@@ -92,12 +92,7 @@ def prepare_render(cfg: RenderConfig) -> RenderPlan:
         faces_files(cfg.a, "--a")
         faces_files(cfg.b, "--b")
         check_eval_extra("--evaluate")
-    # Actors that ask for a GPU nobody has would wait forever: refuse before starting.
-    if cfg.gpu and ray.is_initialized() and ray.cluster_resources().get("GPU", 0) <= 0:
-        raise ValueError("--gpu: the Ray cluster this process joined has no GPU; drop --gpu")
-    if cfg.gpu and cfg.address is None and not ray.is_initialized():
-        if not torch.cuda.is_available():
-            raise ValueError("--gpu: this machine has no CUDA GPU; drop --gpu or use --address")
+    check_gpu(cfg.gpu, cfg.address)
     sources = expand_inputs(cfg.inputs, None)
     if not sources:
         raise ValueError(f"no videos found in {list(cfg.inputs)}")
@@ -188,7 +183,7 @@ def run_render(
     payload = config_json(
         cfg, stage="render", checkpoint=pinned, segments_per_video=per_video
     ).encode()
-    storage.write_bytes_atomic(storage.join(cfg.out, "_config.json"), payload)
+    storage.write_bytes_atomic(storage.join(cfg.out, schema.CONFIG_FILE), payload)
     galleries = None
     if cfg.evaluate:  # [0] the identity galleries, embedded once for every actor
         from pipelines.evaluate.in_render import prepare_galleries

@@ -167,7 +167,7 @@ def segment_length(frame_count: int, segment_frames: int, per_video: int) -> int
 
 def recorded_split(out: str) -> int | None:
     """The segments-per-video an earlier run into OUT used (a rerun keeps its segments)."""
-    previous = read_json(storage.join(out, "_config.json")) or {}
+    previous = read_json(storage.join(out, schema.CONFIG_FILE)) or {}
     value = previous.get("segments_per_video")
     return int(value) if value is not None else None
 
@@ -223,7 +223,7 @@ def pin_checkpoint(cfg: RenderConfig) -> CheckpointPin:
     and refuses any settings or checkpoint that would render different pixels.
     Raises ValueError naming the flag (or CHECKPOINT), FileNotFoundError if it is missing.
     """
-    path = storage.join(cfg.out, "_config.json")
+    path = storage.join(cfg.out, schema.CONFIG_FILE)
     previous = read_json(path) or {}
     check_same_settings(cfg, previous.get("config") or {}, cfg.out, secret=("watermark_key",))
     pinned = previous.get("checkpoint")

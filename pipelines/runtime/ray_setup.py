@@ -1,4 +1,4 @@
-"""Starting or joining Ray, and the actor pool strategy (the plan itself: pipelines.runtime.node_plan).
+"""Starting or joining Ray, and the actor pool strategy (the plan: pipelines/runtime/node_plan.py).
 
 A command that starts its own local Ray (no --address, no RAY_ADDRESS) owns it: token
 auth stays as Ray sets it (on by default) without Ray's warning about it, and a guard
@@ -20,6 +20,7 @@ import threading
 
 import ray
 
+from pipelines.runtime.checks import LOCAL, ray_address
 from pipelines.runtime.ray_guard import start_guard
 
 # A line of Ray's C++ log: "[2026-01-31 12:00:00,123 E 4242 4242] core_worker.cc:2465: ..."
@@ -40,8 +41,8 @@ def connect_ray(address: str | None = None) -> None:
     global _guard
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    if address == "local":
+    address = ray_address(address)
+    if address == LOCAL:
         # Our own Ray, never a `ray start` head that happens to run on this machine. Ray
         # turns token auth on for it (unless RAY_AUTH_MODE says otherwise) and warns that
         # it did: the auth stays, the warning goes.
@@ -51,7 +52,7 @@ def connect_ray(address: str | None = None) -> None:
     quiet_ray_console()
     ray.init(
         address=address,
-        include_dashboard=False if address == "local" else None,
+        include_dashboard=False if address == LOCAL else None,
         # Stages report per-item errors themselves; worker logs stay in Ray's log folder
         # (/tmp/ray/session_latest/logs) instead of flooding the progress display.
         log_to_driver=False,

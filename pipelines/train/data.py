@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import ray
 
 from ops import schema, storage
@@ -29,6 +28,7 @@ from ops.checkpoint import (
     model_config,
     read_checkpoint_config,
 )
+from ops.faces_dataset import open_faces
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
 
@@ -53,24 +53,10 @@ class FacesInfo:
         return self.rows - self.decoded if self.decoded else self.error_rows
 
 
-def parquet_files(path: str) -> list[str]:
-    if not storage.exists(path):
-        raise FileNotFoundError(f"faces dataset not found: {path} (run `rayswap extract` first)")
-    if not storage.is_dir(path):
-        return [path] if path.endswith(".parquet") else []
-    return [f for f in storage.list_files(path) if storage.strip_query(f).endswith(".parquet")]
-
-
 def inspect_faces(path: str, side: str, cfg: TrainConfig) -> FacesInfo:
     """Check one identity's faces Parquet without Ray; raise ValueError/FileNotFoundError."""
-    files = parquet_files(path)
-    if not files:
-        raise ValueError(f"--{side}: no faces Parquet files under {path} (empty dataset)")
-    filesystem, _ = storage.resolve(path)
-    dataset = pads.dataset(
-        [storage.resolve(f)[1] for f in files], filesystem=filesystem, format="parquet"
-    )
-    schema.check_faces_schema(dataset.schema, f"--{side} {path}")
+    faces = open_faces(path, f"--{side}", need_faces=False)
+    files, dataset = faces.files, faces.dataset
     table = dataset.to_table(columns=[schema.COVERAGE, schema.SIZE, schema.ERROR])
     errors = int(pc.sum(pc.is_valid(table[schema.ERROR])).as_py() or 0)
     usable = table.num_rows - errors

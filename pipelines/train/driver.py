@@ -40,6 +40,7 @@ from ops import storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from pipelines.config import TrainConfig, parse_label_selector
 from pipelines.config.flags import BadInvocation
+from pipelines.runtime.checks import check_out_dir, runs_local
 from pipelines.runtime.ray_setup import connect_ray
 from pipelines.train.data import FacesInfo, check_resume, inspect_faces, load_faces
 from pipelines.train.worker import METRICS_FILE, model_config_of, train_loop_per_worker
@@ -88,10 +89,7 @@ def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
 def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
     """Ray-free pre-flight: OUT writable, both faces datasets usable, any checkpoint in OUT
     compatible."""
-    try:
-        storage.check_writable_dir(cfg.out)
-    except ValueError as exc:
-        raise ValueError(f"--out: {exc}; give a folder that can be written") from exc
+    check_out_dir(cfg.out)
     infos = {side: inspect_faces(path, side, cfg) for side, path in (("a", cfg.a), ("b", cfg.b))}
     if infos["a"].coverage != infos["b"].coverage:
         raise ValueError(
@@ -99,7 +97,7 @@ def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
             f"{infos['a'].coverage}; extract both identities with the same --coverage"
         )
     check_resume(cfg, model_config_of(cfg), infos["a"].coverage)
-    if not ray.is_initialized() and not (cfg.address or os.environ.get("RAY_ADDRESS")):
+    if runs_local(cfg.address):
         check_resources(cfg, float(os.cpu_count() or 1), _local_gpus())  # before Ray starts
     return infos
 
