@@ -13,6 +13,7 @@ stage runs (`run_step`), or too many failed items (`pipelines.cli.common.finish`
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -67,11 +68,11 @@ def parameters(config: type) -> list[inspect.Parameter]:
         default = None if not has_default or item.default == () else item.default
         if flag.argument:
             metavar = flag.metavar or item.name.upper()
-            info = typer.Argument(help=flag.help, show_default=False, metavar=metavar)
+            info = typer.Argument(help=literal(flag.help), show_default=False, metavar=metavar)
         else:
             info = typer.Option(
                 *flag.decls,
-                help=flag.help,
+                help=literal(flag.help),
                 hidden=flag.hidden,
                 envvar=flag.envvar,
                 show_default=flag.show_default and has_default and default is not None,
@@ -107,6 +108,37 @@ def build(config: type[T], values: dict[str, Any]) -> T:
     return preflight(config, **built)
 
 
+# What rich reads as a markup tag: "[eval]" in "pip install 'rayswap[eval]'" would vanish.
+_MARKUP_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def literal(text: str) -> str:
+    """`text` as typer's rich formatter should print it: square brackets are not markup."""
+    return _MARKUP_TAG.sub(lambda m: f"{m[1]}{m[1]}\\{m[2]}", text)
+
+
+def help_text(doc: str | None) -> str | None:
+    """A command's docstring as its --help: each paragraph one line, for rich to wrap.
+
+    typer's rich formatter keeps a docstring's line breaks after the first paragraph, so
+    text wrapped at 100 columns in the source breaks mid-sentence in a narrower terminal.
+    The lines of a paragraph are joined; blank lines between paragraphs stay, and an
+    indented line (an example command) stays a line of its own, as written.
+    """
+    if not doc:
+        return doc
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line[:1].isspace() and not lines[-1][:1].isspace():
+                lines[-1] = f"{lines[-1]} {line.strip()}"
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return literal("\n\n".join(paragraphs))
+
+
 def command(
     config: type[T], name: str | None = None, group: typer.Typer = app
 ) -> Callable[[Callable[[T], None]], Callable[[T], None]]:
@@ -119,8 +151,8 @@ def command(
         params = parameters(config)
         run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in params}
-        run.__doc__, run.__name__ = fn.__doc__, fn.__name__
-        group.command(name)(run)
+        run.__name__ = fn.__name__
+        group.command(name, help=help_text(fn.__doc__))(run)
         return fn
 
     return register
