@@ -165,7 +165,7 @@ def time_ray(pairs: list[tuple[str, str]], faces: dict, workers: int, frames_n: 
         seconds = time.perf_counter() - started
     if summary.n_failed:
         raise RuntimeError(f"evaluate failed: {summary.errors}")
-    return int(summary.counts["frames"]), seconds, summary.counts["gallery_seconds"]
+    return int(summary.counts.frames), seconds, summary.counts.gallery_seconds
 
 
 def time_render(clip: str, frames_n: int, galleries: tuple) -> list[float]:

@@ -245,9 +245,9 @@ def pipeline_child(spec: dict) -> dict:
         summary = run_extract(cfg, on_progress=steady)
         ray.shutdown()
     return {
-        "frames": summary.counts["frames"],
-        "faces": summary.counts["faces"],
-        "rejected": summary.counts["rejected"],
+        "frames": summary.counts.frames,
+        "faces": summary.counts.faces,
+        "rejected": summary.counts.rejected,
         "seconds": summary.seconds,
         "steady_frames_per_s": steady.rate("frames"),
         "steady_faces_per_s": steady.rate("faces"),

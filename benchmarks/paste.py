@@ -108,7 +108,7 @@ def time_cv2(faces: dict, device: str) -> dict[str, float]:
 
 
 def time_torch(faces: dict, device: str) -> dict[str, float]:
-    """ms per face of each stage of the torch path (`composite_on_device`) on `device`."""
+    """ms per face of each stage of the torch path (`DeviceCompositor.composite`) on `device`."""
     import torch
 
     from ops.blend_torch import blend_masks, crop_faces, match_colors, paste_faces

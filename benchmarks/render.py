@@ -65,7 +65,8 @@ def time_stages(clip: str, frames_n: int, checkpoint: str) -> dict[str, float]:
     from ops.video import iter_frames
     from ops.video_out import SegmentWriter, frame_rate_of
     from pipelines.config import RenderConfig
-    from pipelines.render.segment import SegmentRenderer, _Pending
+    from pipelines.render.composite import Pending
+    from pipelines.render.segment import SegmentRenderer
 
     torch.set_num_threads(1)
     fps = frame_rate_of(clip)
@@ -81,11 +82,11 @@ def time_stages(clip: str, frames_n: int, checkpoint: str) -> dict[str, float]:
         for frame, kept in zip(frames, faces, strict=True)
         for _, points in kept
     ]
-    model_s = _best_s(lambda: renderer.swap_crops(crops))
+    model_s = _best_s(lambda: renderer.compositor.swap(crops))
     rates["model"] = n / model_s
-    pending = [_Pending(i, f, kept) for i, (f, kept) in enumerate(zip(frames, faces, strict=True))]
-    rates["blend"] = n / (_best_s(lambda: renderer.composite(pending)) - model_s)
-    composed = renderer.composite(pending)
+    pending = [Pending(i, f, kept) for i, (f, kept) in enumerate(zip(frames, faces, strict=True))]
+    rates["blend"] = n / (_best_s(lambda: renderer.compositor.composite(pending)) - model_s)
+    composed = renderer.compositor.composite(pending)
     height, width = frames[0].shape[:2]
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -114,7 +115,7 @@ def time_ray(clips: list[str], checkpoint: str, workers: int) -> tuple[int, floa
         seconds = time.perf_counter() - started
     if summary.n_failed:
         raise RuntimeError(f"render failed: {summary.errors}")
-    return int(summary.counts["frames"]), seconds
+    return int(summary.counts.frames), seconds
 
 
 def _trimmed(clips: list[str], frames_n: int, folder: str) -> list[str]:

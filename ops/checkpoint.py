@@ -112,6 +112,12 @@ def read_checkpoint_config(path: str) -> dict[str, Any]:
     return config
 
 
+def check_weights_present(path: str) -> None:
+    """FileNotFoundError unless the checkpoint at `path` holds its model weights (not read)."""
+    if not storage.exists(storage.join(path, MODEL_FILE)):
+        raise FileNotFoundError(f"checkpoint {path} is incomplete: {MODEL_FILE} is missing")
+
+
 def model_config(config: dict[str, Any], path: str = "checkpoint") -> ModelConfig:
     """The ModelConfig stored in a checkpoint's config; ValueError naming `path` if foreign."""
     try:

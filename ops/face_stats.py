@@ -6,8 +6,7 @@ M the midpoint of the mouth corners, N the nose tip; the face's own axes are u (
 towards M) and v (perpendicular to u, towards the image-right eye), so roll drops out.
 - yaw proxy = (N - E) . v / inter-ocular distance: how far the nose sits off the
   eye-mouth midline. 0 is frontal; positive means the nose points to the image's right
-  (the subject turns to their left). About 0.1 is frontal, 0.35 about 30 degrees, above
-  0.6 near profile (the calibration of ../shared/data/SOURCES.md).
+  (the subject turns to their left). Classes by |yaw| in `YAW_CLASSES` (see there).
 - pitch proxy = (N - E) . u / |M - E| - PITCH_FRONTAL: the nose's height between the
   eyes (0) and the mouth (1), minus its height in the canonical template (0.495).
   Positive: nose nearer the mouth (head tilted down); negative: nearer the eyes (up).
@@ -38,6 +37,26 @@ _eyes = (REFERENCE_112[0] + REFERENCE_112[1]) / 2
 _mouth = (REFERENCE_112[3] + REFERENCE_112[4]) / 2
 PITCH_FRONTAL = float((REFERENCE_112[2] - _eyes) @ (_mouth - _eyes) / np.sum((_mouth - _eyes) ** 2))
 
+# Pose classes by |yaw proxy|: (name, lower, upper). The canonical template measures 0.00.
+# Faces looking at the camera on ../shared/data measure up to about 0.2, not 0.1: every
+# 3rd-6th frame of the MEAD front clips, person_d and person_g 0.00-0.10; the Obama
+# addresses p99 0.07-0.18 (max 0.21); feifei_li clip 3 and the Biden still 0.13; person_e,
+# who looks at the camera from off-centre in a wide frame, p50 0.15 and max 0.20. Faces
+# visibly turned measure more: obama2.jpg ("slight yaw") 0.24, person_f's head turns p95
+# 0.27. On a rigid head with the depths of the 6-point model commonly used for head pose
+# with cv2.solvePnP (nose tip 0.43 eye distances in front of the eyes, mouth corners 0.03)
+# the proxy is about 0.41 tan(yaw): 0.2 about 25 degrees, 0.35 about 40, 0.6 about 55; a
+# flatter nose gives smaller values, so the angles are rough. 0.1, the old frontal edge,
+# came from SOURCES.md's other proxy (the largest horizontal offset over a clip, with roll)
+# and called a frontal news anchor at 0.12 "turned".
+YAW_CLASSES = (
+    ("frontal", 0.0, 0.2),
+    ("turned", 0.2, 0.35),
+    ("strong", 0.35, 0.6),
+    ("profile", 0.6, np.inf),
+)
+FRONTAL_MAX_YAW = YAW_CLASSES[0][2]
+
 
 def pose_proxies(landmarks: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     """Yaw and pitch proxies of faces (see the module docstring).
@@ -65,6 +84,25 @@ def pose_proxies(landmarks: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     yaw[bad] = np.nan
     pitch[bad] = np.nan
     return yaw.astype(np.float32), pitch.astype(np.float32)
+
+
+def classify_yaw(yaw: np.ndarray) -> np.ndarray:
+    """The pose class of each yaw proxy, by |yaw| (`YAW_CLASSES`, measured there).
+
+    frontal below 0.2 (looking at the camera, up to about 25 degrees: clean frontal clips
+    and news anchors measure 0.0-0.2), turned 0.2-0.35 (about 25-40 degrees), strong
+    0.35-0.6 (about 40-55 degrees), profile from 0.6.
+
+    Args:
+        yaw: (N,) float yaw proxies from `pose_proxies`.
+    Returns:
+        (N,) object str: "frontal", "turned", "strong" or "profile"; "" where yaw is NaN.
+    """
+    magnitude = np.abs(np.asarray(yaw, np.float64))
+    names = np.full(magnitude.shape, "", object)
+    for name, lower, upper in YAW_CLASSES:
+        names[(magnitude >= lower) & (magnitude < upper)] = name
+    return names
 
 
 def thumbnails(faces: np.ndarray) -> np.ndarray:

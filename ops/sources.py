@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow.csv as pacsv
@@ -102,9 +103,15 @@ def video_id(uri: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def probe_source(uri: str) -> VideoInfo:
-    """Probe a video at a local path or URI, reading only its header and first frame.
+def probe_and_split(
+    uri: str,
+    segment_frames: int,
+    context: int = 0,
+    length: Callable[[int], int] | None = None,
+) -> tuple[VideoInfo, list[FrameRange]]:
+    """Probe a video and split it into segments, opening it once (see `split_frames`).
 
+    length: frames per segment from the probed frame count (default `segment_frames`).
     Raises FileNotFoundError / ValueError naming the file for a missing path, an empty
     file, or anything FFmpeg cannot read as video.
     """
@@ -114,12 +121,8 @@ def probe_source(uri: str) -> VideoInfo:
     if storage.file_info(uri).size == 0:
         raise ValueError(f"{name}: file is empty (0 bytes)")
     with storage.open_media(uri) as media:
-        return probe_video(media)
-
-
-def split_source(
-    uri: str, frame_count: int, segment_frames: int, context: int = 0
-) -> list[FrameRange]:
-    """`split_frames` of a video at a local path or URI (a long one is read once, no decode)."""
-    with storage.open_media(uri) as media:
-        return split_frames(media, frame_count, segment_frames, context)
+        info = probe_video(media)
+        frames = length(info.frame_count) if length is not None else segment_frames
+        if hasattr(media, "seek"):
+            media.seek(0)
+        return info, split_frames(media, info.frame_count, frames, context)

@@ -50,6 +50,7 @@ class VideoInfo:
     codec: str
     rotation: int  # degrees clockwise to apply to decoded frames (0, 90, 180, 270)
     has_audio: bool
+    frame_rate: str = ""  # exact, as "num/den" ("30000/1001"); Fraction(frame_rate)
 
 
 @dataclass(frozen=True)

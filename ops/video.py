@@ -76,7 +76,8 @@ def probe_video(source: Source) -> VideoInfo:
     container = open_container(source)
     with container:
         stream = _open_video_stream(container, path)
-        fps = float(stream_frame_rate(stream, path))
+        rate = stream_frame_rate(stream, path).limit_denominator(100000)
+        fps = float(rate)
         duration_s = 0.0
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
@@ -100,6 +101,7 @@ def probe_video(source: Source) -> VideoInfo:
             codec=stream.codec_context.name,
             rotation=rotation,
             has_audio=bool(container.streams.audio),
+            frame_rate=str(rate),
         )
 
 

@@ -45,7 +45,7 @@ def run_demo(
     )
     found = {identity: {"faces": 0, "frames": 0} for identity in clips}
 
-    def count(report: dict, _totals: dict) -> None:
+    def count(report: dict, _totals: object) -> None:
         for key in ("faces", "frames"):
             found[report["identity"]][key] += int(report[key] or 0)
 
@@ -115,7 +115,7 @@ def run_demo(
                 "manifest": os.path.join(render_out, "manifest.parquet"),
                 "marked": verdicts[0].marked,
                 "score": verdicts[0].score,
-                schema.SWAPPED_FRAMES: rendered.counts.get(schema.SWAPPED_FRAMES),
+                schema.SWAPPED_FRAMES: rendered.counts.swapped_frames,
             },
             handle,
             indent=2,

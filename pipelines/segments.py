@@ -12,7 +12,7 @@ Both stages turn many videos into per-segment work on a pool of Ray Data actors:
    files, render's part files joined into one video per input.
 4. driver (`<stage>.py`): `prepare_<stage>` (checks before Ray starts), then
    `run_<stage>`: plan the actors (`pipelines.runtime.node_plan`), run the dataset, add up the
-   reports (`add_counts`), return a `StageSummary`.
+   reports (`Counts.add`), return a `StageSummary`.
 
 Per-item failures, one contract for both stages: a segment that fails (in planning, e.g.
 a file that cannot be probed, or in its actor) never stops the batch. It is recorded as
@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ops import schema, storage
-from ops.sources import probe_source, split_source
+from ops.sources import probe_and_split
 from ops.types import FrameRange, VideoInfo
 
 ERRORS = "errors"
@@ -50,14 +50,13 @@ SEGMENT_DONE, VIDEO_FINISHED = "done", "finished"
 def split_video(
     uri: str, segment_frames: int, context: int = 0, length: Callable[[int], int] | None = None
 ) -> tuple[VideoInfo, list[FrameRange]]:
-    """Probe a video and split it into segments (raises naming the file if it can't).
+    """Probe a video and split it into segments, opening it once (raises naming the file
+    if it can't). `info.frame_rate` is the exact rate the segment rows carry.
 
     context: frames each segment also decodes before its start (render's smoothing);
     length: frames per segment from the video's frame count (default `segment_frames`).
     """
-    info = probe_source(uri)
-    frames = length(info.frame_count) if length is not None else segment_frames
-    return info, split_source(uri, info.frame_count, frames, context)
+    return probe_and_split(uri, segment_frames, context, length)
 
 
 STATUS_KEYS = ("status", "error", "error_step")  # every report has them, "" when unset
@@ -220,11 +219,3 @@ def write_error(out: str, row: dict, step: str, error: str, action: str) -> None
 def delete_error(out: str, video_key: str, start: int) -> None:
     """A segment that now succeeded has no error row (left by an earlier run) any more."""
     storage.delete_file(error_path(out, video_key, start))
-
-
-# -- driver --------------------------------------------------------------------------------------
-def add_counts(totals: dict, report: dict, keys: tuple[str, ...]) -> None:
-    """Add a report's counts to the run's totals (segments, and each of `keys`)."""
-    totals["segments"] = totals.get("segments", 0) + 1
-    for key in keys:
-        totals[key] = totals.get(key, 0) + (report.get(key) or 0)

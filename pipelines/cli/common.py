@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import typer
 
-from pipelines.config import StageSummary
+from pipelines.config import Counts, StageSummary
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
@@ -72,31 +72,30 @@ def finish(summary: StageSummary, max_error_fraction: float, lines: list[str]) -
         raise typer.Exit(1)
 
 
-def plan_text(counts: dict) -> str:
-    """The actor plan a segment stage ran, e.g. '15 actors x 1 CPU + 0.0666 GPU'."""
-    from pipelines.runtime.node_plan import ActorPlan
-
-    each = (counts.get("cpus_each", 1), counts.get("gpus_each", 0.0))
-    return ActorPlan(int(counts["workers"]), *each).describe()
+def plan_text(summary: StageSummary) -> str:
+    """The actor plan a stage ran, e.g. '15 actors x 1 CPU + 0.0666 GPU', or that it
+    started none (a rerun with nothing left to do)."""
+    return summary.plan.describe() if summary.plan is not None else "no actors started"
 
 
 def segment_progress(
     progress: Progress, stage: str, counts: dict[str, str]
-) -> Callable[[dict, dict], None]:
+) -> Callable[[dict, Counts], None]:
     """An `on_progress` callback for segment stages: errors as they come, then one status line.
 
-    counts: totals key -> label, e.g. {"faces": "faces"} shows "... 120 faces, ...".
+    counts: field of the stage's Counts -> label, e.g. {"faces": "faces"} shows
+    "... 120 faces, ...".
     """
 
-    def show(report: dict, totals: dict) -> None:
+    def show(report: dict, totals: Counts) -> None:
         if report["error"]:
             error, video = report["error"], str(report.get("video", ""))
             named = error if not video or video in error else f"{video}: {error}"
             progress.show(f"  error: {named}", force=True)
-        rate = totals["frames"] / max(progress.elapsed, 1e-6)
-        shown = "".join(f", {totals[key]} {label}" for key, label in counts.items())
+        rate = totals.frames / max(progress.elapsed, 1e-6)
+        shown = "".join(f", {getattr(totals, key)} {label}" for key, label in counts.items())
         progress.show(
-            f"{stage}: {totals['segments']} segments done, {totals['frames']} frames"
+            f"{stage}: {totals.segments} segments done, {totals.frames} frames"
             f"{shown}, {rate:.1f} frames/s"
         )
 

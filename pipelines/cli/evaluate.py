@@ -10,7 +10,7 @@ import typer
 
 from pipelines.cli.app import command, preflight, run_step
 from pipelines.cli.common import Progress, check_out_dir, finish, plan_text
-from pipelines.config import EvaluateConfig, StageSummary
+from pipelines.config import EvaluateConfig, EvaluateCounts, StageSummary
 
 # (column, header, format) of the printed table; the Parquet file has every column
 TABLE_COLUMNS = (
@@ -60,9 +60,9 @@ def evaluate_summary_lines(summary: StageSummary) -> list[str]:
     skipped = f", {summary.n_skipped} not rendered" if summary.n_skipped else ""
     return [
         *metrics_table(read_metrics_rows(summary.output_path)),
-        f"evaluate: {int(c['videos'])} videos ({summary.n_failed} failed{skipped}), "
-        f"{int(c['frames'])} frames in {summary.seconds:.1f} s "
-        f"({c['frames_per_s']:.1f} frames/s, {plan_text(c)})",
+        f"evaluate: {c.videos} videos ({summary.n_failed} failed{skipped}), "
+        f"{c.frames} frames in {summary.seconds:.1f} s "
+        f"({summary.rate('frames'):.1f} frames/s, {plan_text(summary)})",
         f"metrics: {summary.output_path} (frames: evaluation_frames.parquet beside it)",
     ]
 
@@ -87,10 +87,10 @@ def evaluate(cfg: EvaluateConfig) -> None:
     typer.echo(f"evaluate: {len(plan.videos)} videos of {cfg.render}", err=True)
     progress = Progress()
 
-    def show(report: dict, totals: dict) -> None:
+    def show(report: dict, totals: EvaluateCounts) -> None:
         if report["error"]:
             progress.show(f"  error: {report['video']}: {report['error']}", force=True)
-        progress.show(f"evaluate: {totals['videos']} videos done, {totals['frames']} frames")
+        progress.show(f"evaluate: {totals.videos} videos done, {totals.frames} frames")
 
     summary = run_step("evaluate", run_evaluate, cfg, plan, on_progress=show)
     progress.close()

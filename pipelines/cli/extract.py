@@ -7,23 +7,24 @@ import typer
 from ops.storage import strip_query
 from pipelines.cli.app import command, preflight, run_step
 from pipelines.cli.common import Progress, check_out_dir, finish, plan_text, segment_progress
-from pipelines.config import ExtractConfig, StageSummary
+from pipelines.config import ExtractConfig, ExtractCounts, StageSummary
 
 
 def extract_summary_lines(summary: StageSummary) -> list[str]:
     c = summary.counts
+    assert isinstance(c, ExtractCounts)
     rejected = (
-        f" ({int(c['rejected'])} rejected as someone else: farther than "
-        f"{c['max_distance']:g} from the reference)"
-        if c.get("reference")
+        f" ({c.rejected} rejected as someone else: farther than "
+        f"{c.max_distance:g} from the reference)"
+        if c.reference_faces
         else ""
     )
     return [
-        f"extract: {int(c['videos'])} videos ({summary.n_failed} failed), "
-        f"{int(c['segments'])} segments ({int(c['skipped'])} already done), "
-        f"{int(c['frames'])} frames, {int(c['faces'])} faces{rejected}, {int(c['errors'])} errors "
-        f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{c['faces_per_s']:.1f} faces/s, {plan_text(c)})",
+        f"extract: {c.videos} videos ({summary.n_failed} failed), "
+        f"{c.segments} segments ({c.skipped} already done), "
+        f"{c.frames} frames, {c.faces} faces{rejected}, {c.errors} errors "
+        f"in {summary.seconds:.1f} s ({summary.rate('frames'):.1f} frames/s, "
+        f"{summary.rate('faces'):.1f} faces/s, {plan_text(summary)})",
         f"faces:  {strip_query(summary.output_path)}/<identity>/",
         f"errors: {strip_query(summary.errors_path)}/",
     ]

@@ -6,23 +6,24 @@ import typer
 
 from pipelines.cli.app import command, preflight, run_step
 from pipelines.cli.common import Progress, check_out_dir, finish, plan_text, segment_progress
-from pipelines.config import RenderConfig, StageSummary
+from pipelines.config import RenderConfig, RenderCounts, StageSummary
 
 
 def render_summary_lines(summary: StageSummary) -> list[str]:
     c = summary.counts
+    assert isinstance(c, RenderCounts)
     resumed = ""
-    if c.get("skipped_videos") or c.get("skipped_segments"):
+    if c.skipped_videos or c.skipped_segments:
         resumed = (
-            f"; already done by an earlier run: {int(c['skipped_videos'])} videos, "
-            f"{int(c['skipped_segments'])} segments of others"
+            f"; already done by an earlier run: {c.skipped_videos} videos, "
+            f"{c.skipped_segments} segments of others"
         )
     return [
-        f"render: {int(c['videos'])} videos ({summary.n_failed} failed), "
-        f"{int(c['segments'])} segments rendered, {int(c['frames'])} frames "
-        f"({int(c['swapped_frames'])} swapped, {int(c['faces_missed'])} without a face) "
-        f"in {summary.seconds:.1f} s ({c['frames_per_s']:.1f} frames/s, "
-        f"{plan_text(c)}){resumed}",
+        f"render: {c.videos} videos ({summary.n_failed} failed), "
+        f"{c.segments} segments rendered, {c.frames} frames "
+        f"({c.swapped_frames} swapped, {c.faces_missed} without a face) "
+        f"in {summary.seconds:.1f} s ({summary.rate('frames'):.1f} frames/s, "
+        f"{plan_text(summary)}){resumed}",
         f"videos:   {summary.output_path}/",
         f"manifest: {summary.manifest_path}",
         f"errors:   {summary.errors_path}/",

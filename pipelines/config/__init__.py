@@ -10,10 +10,24 @@ from pipelines.config.evaluate import DemoConfig, EvaluateConfig, FacesReportCon
 from pipelines.config.extract import ExtractConfig
 from pipelines.config.flags import parse_label_selector
 from pipelines.config.render import RenderConfig
-from pipelines.config.summary import StageSummary, config_json, versions
+from pipelines.config.summary import (
+    ActorPlan,
+    Counts,
+    EvaluateCounts,
+    ExtractCounts,
+    RenderCounts,
+    StageSummary,
+    config_json,
+    versions,
+)
 from pipelines.config.train import ExportConfig, TrainConfig
 
 __all__ = [
+    "ActorPlan",
+    "Counts",
+    "EvaluateCounts",
+    "ExtractCounts",
+    "RenderCounts",
     "DemoConfig",
     "EvaluateConfig",
     "ExportConfig",

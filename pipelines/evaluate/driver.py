@@ -29,6 +29,7 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +44,8 @@ from ops.faces_dataset import dataset_of, open_faces
 from ops.quality import decode_crop
 from ops.types import Detection, Frame
 from ops.video import batched, iter_frames
-from pipelines.config import EvaluateConfig, RenderConfig, StageSummary
+from pipelines.config import ActorPlan, EvaluateConfig, EvaluateCounts, RenderConfig, StageSummary
+from pipelines.runtime import ray_setup
 from pipelines.runtime.node_plan import stage_actors
 from pipelines.runtime.ray_setup import actor_pool
 
@@ -348,12 +350,15 @@ def write_evaluation(out: str, rows: list[dict], tables: list[pa.Table]) -> str:
 
 
 def evaluation_summary(
-    rows: list[dict], path: str, seconds: float, counts: dict, skipped: int = 0
+    rows: list[dict],
+    path: str,
+    seconds: float,
+    counts: EvaluateCounts,
+    skipped: int = 0,
+    plan: ActorPlan | None = None,
 ) -> StageSummary:
     failed = [r for r in rows if r[schema.ERROR] and not r[schema.ERROR].startswith("not rendered")]
-    frames = sum(r[schema.FRAMES] or 0 for r in rows)
-    counts = {**counts, "videos": len(rows), "frames": frames}
-    counts["frames_per_s"] = frames / seconds if seconds else 0.0
+    counts.videos, counts.frames = len(rows), sum(r[schema.FRAMES] or 0 for r in rows)
     return StageSummary(
         stage="evaluate",
         n_ok=len(rows) - len(failed) - skipped,
@@ -364,13 +369,14 @@ def evaluation_summary(
         seconds=seconds,
         counts=counts,
         errors=[f"{r[schema.VIDEO]}: {r[schema.ERROR]}" for r in failed],
+        plan=plan,
     )
 
 
 def run_evaluate(
     cfg: EvaluateConfig,
     plan: EvaluatePlan | None = None,
-    on_progress: Callable[[dict, dict], None] | None = None,
+    on_progress: Callable[[dict, Any], None] | None = None,
 ) -> StageSummary:
     """Evaluate every rendered video of a render; write the Parquet files; return the summary.
 
@@ -378,16 +384,17 @@ def run_evaluate(
     """
     started = time.perf_counter()
     plan = prepare_evaluate(cfg) if plan is None else plan
+    ray_setup.connect_ray(cfg.address)  # [0] join Ray, then plan the actors on it
     actors = stage_actors(cfg)
     rendered = [v for v in plan.videos if v[schema.OUTPUT] and not v[schema.ERROR]]
     skipped = [not_rendered(v, plan.direction) for v in plan.videos if v not in rendered]
     reports: list[dict] = []
-    totals = {"videos": 0, "frames": 0, **actors.counts()}
+    totals = EvaluateCounts()
     if rendered:
         # [1] galleries: embeddings of faces of A and of B, once, by two tasks
         gallery_started = time.perf_counter()
         galleries = compute_galleries(plan.faces_a, plan.faces_b, cfg.gallery_size)
-        totals["gallery_seconds"] = time.perf_counter() - gallery_started
+        totals.gallery_seconds = time.perf_counter() - gallery_started
         items = [{schema.VIDEO: v[schema.VIDEO], schema.OUTPUT: v[schema.OUTPUT]} for v in rendered]
         # [2] one video per actor call; the actors hold the detector, embedder and galleries
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
@@ -407,12 +414,12 @@ def run_evaluate(
         )
         for report in dataset.iter_rows():
             reports.append(report)
-            totals["videos"] += 1
-            totals["frames"] += report[schema.FRAMES]
+            totals.videos += 1
+            totals.frames += report[schema.FRAMES]
             if on_progress is not None:
                 on_progress(report, totals)
     rows, tables = evaluation_rows(reports, plan.direction)
     rows = sorted(rows + skipped, key=lambda r: r[schema.VIDEO])
     path = write_evaluation(cfg.render, rows, tables)
     seconds = time.perf_counter() - started
-    return evaluation_summary(rows, path, seconds, totals, len(skipped))
+    return evaluation_summary(rows, path, seconds, totals, len(skipped), actors)

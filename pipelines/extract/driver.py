@@ -22,12 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
 from ops import storage
 from ops.sources import VideoSource
-from pipelines.config import ExtractConfig, StageSummary, parse_label_selector
+from pipelines.config import ExtractConfig, ExtractCounts, StageSummary, parse_label_selector
 from pipelines.extract.actor import FaceExtractor
 from pipelines.extract.commit import write_configs
 from pipelines.extract.plan import (
@@ -37,14 +38,15 @@ from pipelines.extract.plan import (
     prepare_extract,
 )
 from pipelines.extract.reference import load_reference
+from pipelines.runtime import ray_setup
 from pipelines.runtime.node_plan import stage_actors
-from pipelines.segments import ERRORS, SEGMENT_DONE, add_counts, segment_dataset
+from pipelines.segments import ERRORS, SEGMENT_DONE, segment_dataset
 
 
 def run_extract(
     cfg: ExtractConfig,
     sources: list[VideoSource] | None = None,
-    on_progress: Callable[[dict, dict], None] | None = None,
+    on_progress: Callable[[dict, Any], None] | None = None,
     reference: np.ndarray | None = None,
 ) -> StageSummary:
     """Run extraction to completion; return the summary. Progress goes to `on_progress`.
@@ -59,7 +61,8 @@ def run_extract(
     storage.make_dirs(storage.join(cfg.out, "faces"))
     write_configs(cfg)
     done = list_done_segments(cfg.out)
-    # probing takes no CPU slot, so the actors may own every CPU (no reserve)
+    # [0] join Ray, then plan the actors: probing takes no CPU slot, so they may own every CPU
+    ray_setup.connect_ray(cfg.address)
     actors = stage_actors(cfg, reserve_cpus=0.0)
     config = asdict(cfg)
     dataset = segment_dataset(
@@ -72,34 +75,30 @@ def run_extract(
         cfg.workers,
         parse_label_selector(cfg.label_selector),  # e.g. CPU nodes only
     )
-    totals = {"videos": len(sources), "segments": 0, "skipped": 0, "errors": 0}
-    totals |= {key: 0 for key in COUNT_KEYS}
-    totals |= {
-        "reference": len(reference) if reference is not None else 0,  # reference faces
-        "max_distance": cfg.max_distance or 0.0,
-        **actors.counts(),
-    }
+    totals = ExtractCounts(
+        videos=len(sources),
+        reference_faces=len(reference) if reference is not None else 0,
+        max_distance=cfg.max_distance or 0.0,
+    )
     failed_videos: dict[str, str] = {}
     for report in dataset.iter_rows():
-        add_counts(totals, report, COUNT_KEYS)
-        totals["skipped"] += report["status"] == SEGMENT_DONE
+        totals.add(report, COUNT_KEYS)
+        totals.skipped += report["status"] == SEGMENT_DONE
         if report["error"]:
-            totals["errors"] += 1
+            totals.errors += 1
             failed_videos.setdefault(report["video"], report["error"])
         if on_progress is not None:
             on_progress(report, totals)
     seconds = time.perf_counter() - started
-    totals["seconds"] = seconds
-    totals["frames_per_s"] = totals["frames"] / seconds if seconds else 0.0
-    totals["faces_per_s"] = totals["faces"] / seconds if seconds else 0.0
     return StageSummary(
         stage="extract",
         n_ok=len(sources) - len(failed_videos),
         n_failed=len(failed_videos),
-        n_skipped=totals["skipped"],
+        n_skipped=totals.skipped,
         output_path=storage.join(cfg.out, "faces"),
         errors_path=storage.join(cfg.out, ERRORS),
         seconds=seconds,
         counts=totals,
         errors=list(failed_videos.values()),  # each error names its file
+        plan=actors,
     )

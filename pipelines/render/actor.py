@@ -10,13 +10,19 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from fractions import Fraction
 from functools import partial
 
 from ops import storage
 from ops.types import FrameRange
-from ops.video_out import frame_rate_of
 from pipelines.config import RenderConfig
-from pipelines.render.plan import COUNT_KEYS, REPORT_KEYS, part_path, segment_record
+from pipelines.render.plan import (
+    COUNT_KEYS,
+    REPORT_KEYS,
+    CheckpointPin,
+    part_path,
+    segment_record,
+)
 from pipelines.segments import SegmentActor, fail_once
 
 
@@ -31,17 +37,24 @@ class FaceSwapper(SegmentActor):
     work_step = "render"
     action = "skipped; the video is not joined until a rerun renders this segment"
 
-    def __init__(self, cfg: dict, checkpoint_step: int, galleries: list | None = None) -> None:
+    def __init__(self, cfg: dict, checkpoint: CheckpointPin, galleries: list | None = None) -> None:
         import torch
 
         from pipelines.render.segment import SegmentRenderer
 
-        self.cfg = RenderConfig(**cfg)
+        # the pinned checkpoint's exact directory, never the training folder it came from
+        self.cfg = RenderConfig(**{**cfg, "checkpoint": checkpoint.path})
         self.out = self.cfg.out
-        self.checkpoint_step = checkpoint_step
         threads = max(1, int(round(self.cfg.cpus_per_worker)))
         device = "cuda" if self.cfg.gpu and torch.cuda.is_available() else "cpu"
         self.renderer = SegmentRenderer(self.cfg, threads=threads, device=device)
+        # checked once; a mismatch fails every segment of this actor as its own error row
+        self.pin_error = ""
+        if self.renderer.step != checkpoint.step:
+            self.pin_error = (
+                f"checkpoint {self.renderer.checkpoint} holds step {self.renderer.step}, "
+                f"not the step {checkpoint.step} this render pinned"
+            )
         if galleries is not None:  # --evaluate
             from pipelines.evaluate.in_render import SegmentEvaluator
 
@@ -57,19 +70,15 @@ class FaceSwapper(SegmentActor):
         return counts
 
     def _render(self, row: dict) -> dict[str, float]:
-        if self.renderer.step != self.checkpoint_step:
-            raise ValueError(
-                f"checkpoint {self.renderer.checkpoint} holds step {self.renderer.step}, "
-                f"not the step {self.checkpoint_step} this render pinned"
-            )
+        if self.pin_error:
+            raise ValueError(self.pin_error)
         stop = None if row["stop"] < 0 else row["stop"]
         on_frame = partial(fail_once, self.out, at=self.cfg.fail_at_frame)
-        # object-store videos are read in place (ranged reads), never downloaded whole
-        with storage.open_media(row["video"]) as media:
-            fps = frame_rate_of(media)
+        fps = Fraction(row["frame_rate"])  # probed once, in planning
         evaluator = self.renderer.evaluator
         if evaluator is not None:
             evaluator.start(storage.strip_query(row["video"]))
+        # object-store videos are read in place (ranged reads), never downloaded whole
         with storage.open_media(row["video"]) as media, tempfile.TemporaryDirectory() as tmp:
             part = os.path.join(tmp, "part.mp4")
             seek = FrameRange(row["start"], row["stop"], row["seek_frame"], row["seek_pts"]).seek

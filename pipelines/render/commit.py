@@ -16,13 +16,14 @@ import os
 import posixpath
 import tempfile
 import time
+from fractions import Fraction
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
 from ops import schema, storage
-from ops.video_out import frame_rate_of, join_segments
+from ops.video_out import join_segments
 from pipelines.config import RenderConfig, versions
 from pipelines.render.plan import PARTS, CheckpointPin
 
@@ -55,12 +56,16 @@ def join_video(
     video: str,
     output: str,
     parts: list[tuple[str, int]],
+    frame_rate: str,
     tags: dict,
     row: dict,
     record: str,
     error: str,
 ) -> dict:
     """Remux a video's parts into OUT/<name>.mp4 with the source audio; return its row.
+
+    frame_rate: the exact rate the planning probe found ("num/den"), which the parts
+    were written at.
 
     The manifest `row` (its seconds now counting the join) is written to `record`
     (OUT/_done/<video_id>.json) after the output and before the parts are deleted: a
@@ -76,7 +81,7 @@ def join_video(
             local_parts.append((local, start))
         joined = os.path.join(tmp, "joined.mp4")
         with storage.local_copy(video) as source:
-            join_segments(local_parts, frame_rate_of(source), joined, source, tags)
+            join_segments(local_parts, Fraction(frame_rate), joined, source, tags)
         storage.upload_file_atomic(joined, output)  # temp name + rename, or one PUT
     row = {**row, schema.SECONDS: row[schema.SECONDS] + time.perf_counter() - started}
     storage.write_bytes_atomic(record, json.dumps(row).encode())
@@ -101,6 +106,7 @@ class VideoState:
     def __init__(self, report: dict) -> None:
         self.video, self.output = report["video"], report["output"]
         self.key, self.status = report["video_id"], report["status"]
+        self.frame_rate = report["frame_rate"]
         self.expected = int(report["segments"])
         self.reports: list[dict] = []
 

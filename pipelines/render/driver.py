@@ -28,15 +28,16 @@ Output layout (local path or object-store URI):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from typing import Any
 
 import ray
 import ray.data
 
 from ops import schema, storage
 from ops.sources import expand_inputs
-from pipelines.config import RenderConfig, StageSummary, config_json
+from pipelines.config import ActorPlan, RenderConfig, RenderCounts, StageSummary, config_json
 from pipelines.render.actor import FaceSwapper
 from pipelines.render.commit import (
     VideoState,
@@ -50,6 +51,7 @@ from pipelines.render.plan import (
     PARTS,
     CheckpointPin,
     RenderPlan,
+    finished_video,
     list_finished,
     output_names,
     pin_checkpoint,
@@ -57,14 +59,15 @@ from pipelines.render.plan import (
     recorded_split,
     segments_per_video,
     video_record_path,
+    video_row,
 )
+from pipelines.runtime import ray_setup
 from pipelines.runtime.checks import check_gpu
-from pipelines.runtime.node_plan import stage_actors
+from pipelines.runtime.node_plan import cluster_nodes, render_reserve_cpus, stage_actors
 from pipelines.segments import (
     ERRORS,
     SEGMENT_DONE,
     VIDEO_FINISHED,
-    add_counts,
     error_path,
     name_file,
     segment_dataset,
@@ -76,16 +79,14 @@ JOIN_ACTION = "output not written; its segments are kept, and a rerun joins them
 
 
 def prepare_render(cfg: RenderConfig) -> RenderPlan:
-    """Checks that need no Ray: OUT can be resumed, the checkpoint loads, inputs expand.
+    """Checks before the stage's Ray work: OUT can be resumed, the checkpoint is complete
+    (its config read and checked; the weights are loaded by the actors only), inputs expand,
+    --gpu can be met (`check_gpu` asks a Ray this process already joined; it starts none).
 
     Resolves the checkpoint once (`pin_checkpoint`). Raises ValueError / FileNotFoundError
     naming the problem (a changed setting names its flag); the CLI turns it into exit 2.
     """
-
-    from ops.checkpoint import load_checkpoint
-
     pin = pin_checkpoint(cfg)
-    load_checkpoint(pin.path)
     if cfg.evaluate:  # the faces of A and B, and the embedder's packages
         from pipelines.evaluate.driver import check_eval_extra, faces_files
 
@@ -99,25 +100,42 @@ def prepare_render(cfg: RenderConfig) -> RenderPlan:
     return RenderPlan(sources, pin)
 
 
-def _count(totals: dict, report: dict) -> None:
+def _count(totals: RenderCounts, report: dict) -> None:
     """Add a report to the run's totals: what was rendered now, and what was skipped."""
     if report["status"] == VIDEO_FINISHED:
-        totals["skipped_videos"] += 1
+        totals.skipped_videos += 1
     elif report["status"] == SEGMENT_DONE:
-        totals["skipped_segments"] += 1
+        totals.skipped_segments += 1
     else:
-        add_counts(totals, report, RENDERED_KEYS)
+        totals.add(report, RENDERED_KEYS)
+
+
+def _finished_reports(
+    cfg: RenderConfig, names: dict[str, str], finished: frozenset[str]
+) -> list[dict] | None:
+    """The reports of every input when an earlier run finished them all, else None.
+
+    Ray-free: a rerun with nothing left to do needs neither Ray nor actors.
+    """
+    reports = []
+    for uri, name in names.items():
+        report = finished_video(video_row(uri, name, cfg.out), cfg.out, finished)
+        if report is None:
+            return None
+        reports.append(report)
+    return reports
 
 
 def _collect(
-    dataset: ray.data.Dataset,
+    reports: Iterable[dict],
     cfg: RenderConfig,
     checkpoint: CheckpointPin,
     finished: frozenset[str],
-    totals: dict,
-    on_progress: Callable[[dict, dict], None] | None,
+    totals: RenderCounts,
+    on_progress: Callable[[dict, Any], None] | None,
 ) -> list[dict]:
-    """Drive the dataset, start each video's join as soon as its last segment is done.
+    """Drive the reports (the dataset's, or those of finished videos), start each video's
+    join as soon as its last segment is done.
 
     On an interrupt (Ctrl-C) the dataset stops and the joins already started finish, so
     a rerun finds every finished video recorded and no half-written file.
@@ -126,7 +144,7 @@ def _collect(
     states: dict[str, VideoState] = {}
     joins: dict[ray.ObjectRef, VideoState] = {}
     rows: list[dict] = []
-    reports = iter(dataset.iter_rows())
+    reports = iter(reports)
     try:
         for report in reports:
             state = states.setdefault(report["video"], VideoState(report))
@@ -142,7 +160,14 @@ def _collect(
                     record = video_record_path(cfg.out, state.key)
                     failed = error_path(cfg.out, state.key, 0)  # a join's error row
                     ref = join_video.remote(
-                        state.video, state.output, state.parts(), tags, row, record, failed
+                        state.video,
+                        state.output,
+                        state.parts(),
+                        state.frame_rate,
+                        tags,
+                        row,
+                        record,
+                        failed,
                     )
                     joins[ref] = state
             if on_progress is not None:
@@ -165,7 +190,7 @@ def _collect(
 def run_render(
     cfg: RenderConfig,
     plan: RenderPlan | None = None,
-    on_progress: Callable[[dict, dict], None] | None = None,
+    on_progress: Callable[[dict, Any], None] | None = None,
 ) -> StageSummary:
     """Render every input to completion; write the manifest; return the summary.
 
@@ -174,9 +199,52 @@ def run_render(
     started = time.perf_counter()
     plan = prepare_render(cfg) if plan is None else plan
     storage.make_dirs(cfg.out)
-    per_video = recorded_split(cfg.out)  # a rerun keeps the segments it started with
     finished = list_finished(cfg.out)
-    actors = stage_actors(cfg)
+    names = output_names(plan.sources)
+    totals = RenderCounts(videos=len(plan.sources))
+    actors = None
+    done = _finished_reports(cfg, names, finished)
+    if done is not None:  # a rerun with nothing left to do: no Ray, no actors
+        rows = _collect(done, cfg, plan.checkpoint, finished, totals, on_progress)
+    else:
+        ray_setup.connect_ray(cfg.address)  # [0] join Ray, then plan the actors on it
+        actors = stage_actors(cfg, reserve_cpus=render_reserve_cpus(cluster_nodes()))
+        dataset = _render_dataset(cfg, plan, names, finished, actors)
+        rows = _collect(dataset.iter_rows(), cfg, plan.checkpoint, finished, totals, on_progress)
+    rows.sort(key=lambda r: r[schema.VIDEO])
+    manifest = write_manifest(cfg.out, rows)
+    if cfg.evaluate:
+        from pipelines.evaluate.in_render import write_render_evaluation
+
+        write_render_evaluation(cfg, [s.uri for s in plan.sources], rows)
+    if not storage.list_files(storage.join(cfg.out, PARTS)):  # parts of failed videos stay
+        delete_parts(cfg.out)
+    seconds = time.perf_counter() - started
+    failed = [r for r in rows if r[schema.ERROR]]
+    return StageSummary(
+        stage="render",
+        n_ok=len(rows) - len(failed),
+        n_failed=len(failed),
+        n_skipped=totals.skipped_videos,
+        output_path=cfg.out,
+        errors_path=storage.join(cfg.out, ERRORS),
+        manifest_path=manifest,
+        seconds=seconds,
+        counts=totals,
+        errors=[f"{r[schema.VIDEO]}: {r[schema.ERROR]}" for r in failed],
+        plan=actors,
+    )
+
+
+def _render_dataset(
+    cfg: RenderConfig,
+    plan: RenderPlan,
+    names: dict[str, str],
+    finished: frozenset[str],
+    actors: ActorPlan,
+) -> ray.data.Dataset:
+    """Record the run's settings, then the dataset: videos -> segments -> FaceSwapper."""
+    per_video = recorded_split(cfg.out)  # a rerun keeps the segments it started with
     if per_video is None:  # few videos, many actors: split finer so every actor has work
         per_video = segments_per_video(len(plan.sources), actors.workers)
     pinned = {"path": plan.checkpoint.path, "step": plan.checkpoint.step}
@@ -189,9 +257,6 @@ def run_render(
         from pipelines.evaluate.in_render import prepare_galleries
 
         galleries = prepare_galleries(cfg)
-    names = output_names(plan.sources)
-    # actors get the pinned checkpoint's exact path and step, never the training folder
-    pinned_cfg = asdict(replace(cfg, checkpoint=plan.checkpoint.path))
     dataset = segment_dataset(
         [{"video": s.uri, "output": names[s.uri]} for s in plan.sources],
         plan_render_segments,
@@ -203,35 +268,8 @@ def run_render(
             "per_video": per_video,
         },
         FaceSwapper,
-        {"cfg": pinned_cfg, "checkpoint_step": plan.checkpoint.step, "galleries": galleries},
+        {"cfg": asdict(cfg), "checkpoint": plan.checkpoint, "galleries": galleries},
         actors,
         cfg.workers,
     )
-    totals = {"videos": len(plan.sources), "segments": 0, "frames": 0, "swapped_frames": 0}
-    totals |= {"faces_missed": 0, "skipped_videos": 0, "skipped_segments": 0}
-    totals |= actors.counts()
-    rows = _collect(dataset, cfg, plan.checkpoint, finished, totals, on_progress)
-    rows.sort(key=lambda r: r[schema.VIDEO])
-    manifest = write_manifest(cfg.out, rows)
-    if cfg.evaluate:
-        from pipelines.evaluate.in_render import write_render_evaluation
-
-        write_render_evaluation(cfg, [s.uri for s in plan.sources], rows)
-    if not storage.list_files(storage.join(cfg.out, PARTS)):  # parts of failed videos stay
-        delete_parts(cfg.out)
-    seconds = time.perf_counter() - started
-    totals["seconds"] = seconds
-    totals["frames_per_s"] = totals["frames"] / seconds if seconds else 0.0
-    failed = [r for r in rows if r[schema.ERROR]]
-    return StageSummary(
-        stage="render",
-        n_ok=len(rows) - len(failed),
-        n_failed=len(failed),
-        n_skipped=totals["skipped_videos"],
-        output_path=cfg.out,
-        errors_path=storage.join(cfg.out, ERRORS),
-        manifest_path=manifest,
-        seconds=seconds,
-        counts=totals,
-        errors=[f"{r[schema.VIDEO]}: {r[schema.ERROR]}" for r in failed],
-    )
+    return dataset

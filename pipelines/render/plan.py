@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from ops import schema, storage
-from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
+from ops.checkpoint import check_weights_present, find_latest_checkpoint, read_checkpoint_config
 from ops.sources import VideoSource, video_id
 from pipelines.config import RenderConfig
 from pipelines.config.flags import check_same_settings
@@ -35,7 +35,7 @@ from pipelines.segments import (
     split_video,
 )
 
-REPORT_KEYS = ("video", "video_id", "output", "start", "stop", "segments", "part")
+REPORT_KEYS = ("video", "video_id", "output", "start", "stop", "segments", "part", "frame_rate")
 COUNT_KEYS = ("frames", "swapped_frames", "faces_missed", "seconds")
 NAME_MAX = 120
 PARTS, DONE = "_parts", "_done"
@@ -114,6 +114,12 @@ def report(row: dict, **fields: object) -> dict:
     return report_row(row, REPORT_KEYS, COUNT_KEYS, **fields)
 
 
+def video_row(uri: str, name: str, out: str) -> dict:
+    """The planned row of a whole video, before it is probed and split."""
+    base = {"video": uri, "video_id": video_id(uri), "output": storage.join(out, name)}
+    return base | {"start": 0, "stop": -1, "segments": 1, "part": "", "error": "", "frame_rate": ""}
+
+
 def finished_video(base: dict, out: str, finished: frozenset[str]) -> dict | None:
     """The report of a video whose output an earlier run completed, or None.
 
@@ -188,19 +194,19 @@ def plan_render_segments(
     status "finished" (the whole video) or "done" (a segment) and is not rendered again.
     `per_video`: split the video into at least this many segments (few videos, many actors).
     """
-    uri, name = row["video"], row["output"]
-    key = video_id(uri)
-    base = {"video": uri, "video_id": key, "output": storage.join(out, name), "start": 0}
-    base |= {"stop": -1, "segments": 1, "part": "", "error": ""}
+    uri = row["video"]
+    base = video_row(uri, row["output"], out)
+    key = base["video_id"]
     seek = {"seek_frame": -1, "seek_pts": -1}
     done = finished_video(base, out, finished)
     if done is not None:
         return [done | seek]
     try:
         length = partial(segment_length, segment_frames=segment_frames, per_video=per_video)
-        _, ranges = split_video(uri, segment_frames, context, length)
+        info, ranges = split_video(uri, segment_frames, context, length)
     except Exception as exc:  # noqa: BLE001 - recorded by the actor, and in the manifest
         return [report(base, error=name_file(uri, exc), error_step="probe", **seek)]
+    base["frame_rate"] = info.frame_rate  # the probe's exact rate: actors and join use it
     rows = []
     for frames in ranges:  # the last runs to the end (stop -1)
         part = part_path(out, key, frames.start)
@@ -212,7 +218,11 @@ def plan_render_segments(
 
 # -- resume checks (driver, before Ray) --------------------------------------------------------
 def _read_pin(path: str) -> CheckpointPin:
-    return CheckpointPin(path, int(read_checkpoint_config(path)["step"]))
+    """The pin of the checkpoint at `path`: its config is read and checked, its weights
+    must be there (they are loaded by the actors only)."""
+    step = int(read_checkpoint_config(path)["step"])
+    check_weights_present(path)
+    return CheckpointPin(path, step)
 
 
 def pin_checkpoint(cfg: RenderConfig) -> CheckpointPin:

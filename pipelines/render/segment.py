@@ -13,12 +13,10 @@ Faces of many frames go through the model together (`batch_size` faces per forwa
 and every batch, of the detector and of the model, is padded to a fixed size, so a face's
 result does not depend on which other faces shared its batch.
 
-Paste-back has two paths with the same steps: cv2 per face on the host (`ops.blend`, the
-CPU default), and torch for the whole batch on the model's device (`ops.blend_torch`,
-`ops.watermark_torch`; the default on CUDA): the frames with a face are uploaded once,
-cropped, swapped, colour-matched, pasted and marked there, and downloaded once for the
-label and the encoder (and once for the re-detection, for a detector that takes host
-frames only). The two agree to a fraction of a grey level on average
+Swapping and paste-back are done by one of two compositors, picked once per renderer
+(pipelines/render/composite.py): `HostCompositor` (cv2 per face on the host, the CPU
+default) or `DeviceCompositor` (torch for the whole batch on the model's device, the
+default on CUDA). They agree to a fraction of a grey level on average
 (tests/pipelines/test_render_torch.py).
 """
 
@@ -28,35 +26,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
 import torch
 
-from ops.align import align_face, estimate_affine
-from ops.blend import blend_mask, match_color, paste_back, template_oval
-from ops.blend_torch import blend_masks, crop_faces, match_colors, paste_faces
+from ops.blend import template_oval
 from ops.checkpoint import load_checkpoint
 from ops.detect import RetinaFaceDetector, select_faces
 from ops.detect_torch import make_detector
-from ops.label import draw_label
 from ops.model import swap_target
 from ops.smooth import face_scale, match_face, smooth_faces
 from ops.types import Detection, Frame, Landmarks
 from ops.video import iter_frames
 from ops.video_out import SegmentWriter
-from ops.watermark import embed_watermark
-from ops.watermark_torch import embed_watermarks
 from pipelines.config import RenderConfig
+from pipelines.render.composite import DeviceCompositor, HostCompositor, Pending
 
 PASTE_CHOICES = ("auto", "cv2", "torch")
-
-
-@dataclass
-class _Pending:
-    """A decoded frame waiting for its faces to be swapped."""
-
-    index: int
-    frame: Frame
-    faces: list[tuple[Detection, Landmarks]]
 
 
 @dataclass
@@ -69,8 +53,9 @@ class SegmentCounts:
 class SegmentRenderer:
     """Model + detector of one worker; `render` turns a segment of a video into an MP4.
 
-    `paste` picks the paste-back path: "cv2" (host), "torch" (the model's device), or
-    "auto": torch on CUDA, cv2 on CPU, where it is faster.
+    `paste` picks the compositor once: "cv2" (`HostCompositor`), "torch"
+    (`DeviceCompositor`, on the model's device), or "auto": torch on CUDA, cv2 on CPU,
+    where each is faster.
     """
 
     def __init__(
@@ -95,9 +80,10 @@ class SegmentRenderer:
             score_threshold=min(cfg.min_score, 0.99),
             backend=cfg.detector,
         )
-        self.oval = template_oval(self.resolution, self.coverage)
-        self.paste_on_device = paste == "torch" or (paste == "auto" and self.device.type == "cuda")
-        self.oval_device = torch.from_numpy(self.oval).to(self.device)
+        oval = template_oval(self.resolution, self.coverage)
+        # picked once: torch on the model device, or cv2 on the host (render/composite.py)
+        on_device = paste == "torch" or (paste == "auto" and self.device.type == "cuda")
+        self.compositor = (DeviceCompositor if on_device else HostCompositor)(self, oval)
         # --evaluate: sees each (source, output) pair before it is encoded
         # (pipelines.evaluate.in_render.SegmentEvaluator); None renders only
         self.evaluator = None
@@ -120,100 +106,6 @@ class SegmentRenderer:
             found += self.detector.detect_batch(padded)[: len(chunk)]
         cfg = self.cfg
         return [select_faces(f, cfg.min_face, cfg.min_score, cfg.faces) for f in found]
-
-    # -- model -----------------------------------------------------------------------------
-    @torch.inference_mode()
-    def swap_crops(self, crops: list[Frame]) -> tuple[list[Frame], list[np.ndarray]]:
-        """(R, R, 3) uint8 crops -> swapped (R, R, 3) uint8 crops and (R, R) float32 masks."""
-        size = self.cfg.batch_size
-        rgbs: list[Frame] = []
-        masks: list[np.ndarray] = []
-        for begin in range(0, len(crops), size):
-            chunk = np.stack(crops[begin : begin + size])  # (n, R, R, 3)
-            batch = np.zeros((size, *chunk.shape[1:]), dtype=np.uint8)
-            batch[: len(chunk)] = chunk
-            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-            rgb, mask = self.model.swap(x, to=self.to)  # (B, 3, R, R), (B, 1, R, R) in [0, 1]
-            rgb = (rgb.clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            mask = mask[:, 0].float().cpu().numpy()
-            rgbs += list(rgb[: len(chunk)])
-            masks += list(mask[: len(chunk)])
-        return rgbs, masks
-
-    @torch.inference_mode()
-    def swap_faces(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`swap_crops` on the device: (N, 3, R, R) float32 whole numbers in [0, 255] ->
-        swapped crops (N, 3, R, R) rounded to whole numbers, and (N, R, R) float32 masks."""
-        size = self.cfg.batch_size
-        rgbs: list[torch.Tensor] = []
-        masks: list[torch.Tensor] = []
-        for begin in range(0, len(crops), size):
-            chunk = crops[begin : begin + size]
-            batch = chunk.new_zeros((size, *chunk.shape[2:], 3))  # channels last, as swap_crops
-            batch[: len(chunk)] = chunk.permute(0, 2, 3, 1)
-            rgb, mask = self.model.swap(batch.permute(0, 3, 1, 2) / 255.0, to=self.to)
-            rgbs.append((rgb[: len(chunk)].clamp(0, 1) * 255.0).round())
-            masks.append(mask[: len(chunk), 0].float())
-        return torch.cat(rgbs), torch.cat(masks)
-
-    # -- compositing -----------------------------------------------------------------------
-    def composite(self, pending: list[_Pending]) -> list[Frame]:
-        """Swap every face of the pending frames (one model pass for all) and blend them in."""
-        if self.paste_on_device:
-            return self.composite_on_device(pending)
-        cfg = self.cfg
-        jobs = []  # (frame number in `pending`, crop, affine, landmarks)
-        for i, item in enumerate(pending):
-            for _, landmarks in item.faces:
-                crop, affine = align_face(item.frame, landmarks, self.resolution, self.coverage)
-                jobs.append((i, crop, affine, landmarks))
-        swapped, masks = self.swap_crops([crop for _, crop, _, _ in jobs])
-        frames = [item.frame for item in pending]
-        for (i, crop, affine, _), rgb, learned in zip(jobs, swapped, masks, strict=True):
-            rgb = match_color(rgb, crop, self.oval, cfg.color)
-            mask = blend_mask(learned, self.oval, cfg.mask_erode, cfg.mask_feather)
-            frames[i] = paste_back(frames[i], rgb, mask, affine)
-        for i, landmarks in self.mark_points(frames, jobs):
-            frames[i] = embed_watermark(
-                frames[i], landmarks, cfg.watermark_key, cfg.watermark_strength
-            )
-        if cfg.label:
-            frames = [
-                draw_label(f) if item.faces else f for f, item in zip(frames, pending, strict=True)
-            ]
-        return frames
-
-    def composite_on_device(self, pending: list[_Pending]) -> list[Frame]:
-        """`composite` with the frames with a face on the model's device, all faces at once."""
-        cfg = self.cfg
-        rows = [i for i, item in enumerate(pending) if item.faces]
-        out = [item.frame for item in pending]
-        if not rows:
-            return out
-        frames = torch.from_numpy(np.stack([out[i] for i in rows])).to(self.device)
-        jobs = []  # (frame number in `frames`, face number, affine, landmarks)
-        for row, i in enumerate(rows):
-            for _, landmarks in pending[i].faces:
-                affine = estimate_affine(landmarks, self.resolution, self.coverage)
-                jobs.append((row, len(jobs), affine, landmarks))
-        face_rows = [row for row, *_ in jobs]
-        affines = np.stack([affine for _, _, affine, _ in jobs])
-        crops = crop_faces(frames, face_rows, affines, self.resolution)
-        rgb, learned = self.swap_faces(crops)
-        rgb = match_colors(rgb, crops, self.oval_device, cfg.color)
-        masks = blend_masks(learned, self.oval_device, cfg.mask_erode, cfg.mask_feather)
-        paste_faces(frames, face_rows, rgb, masks, affines)
-        marks = self.mark_points(frames, jobs)
-        embed_watermarks(
-            frames,
-            [row for row, _ in marks],
-            [points for _, points in marks],
-            cfg.watermark_key,
-            cfg.watermark_strength,
-        )
-        for row, frame in zip(rows, frames.cpu().numpy(), strict=True):
-            out[row] = draw_label(frame) if cfg.label else frame
-        return out
 
     def mark_points(
         self, frames: list[Frame] | torch.Tensor, jobs: list[tuple]
@@ -287,13 +179,13 @@ class SegmentRenderer:
         """
         counts = SegmentCounts()
         writer: SegmentWriter | None = None
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         try:
             for index, frame, faces in self._windows(path, start, stop, seek):
                 if writer is None:
                     height, width = frame.shape[:2]
                     writer = SegmentWriter(out_path, fps, width, height, self.cfg.crf)
-                pending.append(_Pending(index, frame, faces))
+                pending.append(Pending(index, frame, faces))
                 faces_waiting = sum(len(p.faces) for p in pending)
                 # a full model batch, or a bounded number of frames held (faceless stretches)
                 if faces_waiting >= self.cfg.batch_size or len(pending) >= 2 * self.cfg.batch_size:
@@ -308,12 +200,12 @@ class SegmentRenderer:
 
     def _flush(
         self,
-        pending: list[_Pending],
+        pending: list[Pending],
         writer: SegmentWriter,
         counts: SegmentCounts,
         on_frame: Callable[[int], None] | None,
     ) -> None:
-        outputs = self.composite(pending)
+        outputs = self.compositor.composite(pending)
         if self.evaluator is not None:
             self.evaluator.observe(pending, outputs)
         for item, frame in zip(pending, outputs, strict=True):

@@ -13,38 +13,34 @@ the GPU does the batched model and paste-back for all of them). `--workers` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from pipelines.config.flags import BadInvocation
+from pipelines.config.summary import ActorPlan
 
 GPU_SHARE_STEP = 1e-4  # Ray's precision of fractional resources
 
 
-@dataclass(frozen=True)
-class ActorPlan:
-    """Actors of a stage and the resources each one holds."""
-
-    workers: int
-    cpus_each: float
-    gpus_each: float = 0.0
-
-    def counts(self) -> dict[str, float]:
-        """The plan as summary counts (`cli_common.plan_text` prints them)."""
-        return {"workers": self.workers, "cpus_each": self.cpus_each, "gpus_each": self.gpus_each}
-
-    def describe(self) -> str:
-        gpu = f" + {self.gpus_each:.4g} GPU" if self.gpus_each else ""
-        return f"{self.workers} actors x {self.cpus_each:g} CPU{gpu}"
-
-
 def stage_actors(cfg: object, reserve_cpus: float = 1.0) -> ActorPlan:
-    """Join (or start) the stage's Ray, then plan its actors from its flags: --workers,
-    --cpus-per-worker, and --gpu / --gpus-per-worker where the stage has them."""
-    from pipelines.runtime.ray_setup import connect_ray
-
-    connect_ray(cfg.address)
+    """Plan a stage's actors on the Ray this process joined (the driver joins it first,
+    `ray_setup.connect_ray`) from its flags: --workers, --cpus-per-worker, and --gpu /
+    --gpus-per-worker where the stage has them."""
     gpu, share = getattr(cfg, "gpu", False), getattr(cfg, "gpus_per_worker", None)
     return plan_actors(cluster_nodes(), cfg.cpus_per_worker, gpu, cfg.workers, share, reserve_cpus)
+
+
+SMALL_NODE_CPUS = 4  # up to this many CPUs, a render's actors take all of them
+
+
+def render_reserve_cpus(nodes: list[dict[str, float]]) -> float:
+    """CPUs a render keeps free beside its actors, for the joins of finished videos.
+
+    On a small machine (largest node of up to SMALL_NODE_CPUS CPUs) none: one more actor
+    is worth more than starting joins early (they run once the actors are done; 2 videos
+    on 2 CPUs rendered faster on 2 actors than on 1 plus a free CPU, docs/benchmarks.md).
+    On larger nodes one, so each video is joined as soon as its last segment is done.
+    """
+    largest = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    return 0.0 if largest <= SMALL_NODE_CPUS else 1.0
 
 
 def cluster_nodes() -> list[dict[str, float]]:

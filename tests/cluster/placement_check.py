@@ -53,8 +53,8 @@ def run_extract_stage(clips: list[str], workdir: str) -> list[str]:
         label_selector="node-kind=cpu",
     )
     summary = run_extract(cfg)
-    assert summary.n_failed == 0 and summary.counts["faces"] > 0, summary
-    assert summary.counts["videos"] == 2, summary
+    assert summary.n_failed == 0 and summary.counts.faces > 0, summary
+    assert summary.counts.videos == 2, summary
     return actor_nodes("FaceExtractor", started)
 
 

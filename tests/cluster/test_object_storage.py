@@ -55,7 +55,7 @@ def test_extract_reads_s3_videos_and_writes_s3_parquet(ray_local, s3_server, s3_
         workers=1,
     )
     summary = run_extract(cfg)
-    assert summary.n_failed == 0 and summary.counts["faces"] == 12  # one face per frame
+    assert summary.n_failed == 0 and summary.counts.faces == 12  # one face per frame
     keys = s3_server.keys("extract-run/")
     assert "extract-run/_config.json" in keys
     tables = read_s3_table(s3_server, "extract-run/faces/a/")
@@ -71,7 +71,7 @@ def test_extract_reads_s3_videos_and_writes_s3_parquet(ray_local, s3_server, s3_
     assert saved["config"]["identity"] == "a"
     # a rerun resumes: the segment is already in the bucket
     again = run_extract(cfg)
-    assert again.counts["skipped"] == 1 and again.counts["faces"] == 0
+    assert again.counts.skipped == 1 and again.counts.faces == 0
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,19 @@ def test_probe_video_reads_size_fps_and_count(tmp_path):
     assert info.rotation == 0 and not info.has_audio
 
 
+def test_probe_video_records_the_exact_frame_rate(tmp_path):
+    """The rate segment rows carry: exact (30000/1001), equal to the reader of outputs."""
+    from fractions import Fraction
+
+    from ops.video_out import frame_rate_of
+
+    path = str(tmp_path / "ntsc.mp4")
+    write_video([np.zeros((64, 64, 3), np.uint8)] * 6, path, Fraction(30000, 1001))
+    info = probe_video(path)
+    assert Fraction(info.frame_rate) == Fraction(30000, 1001) == frame_rate_of(path)
+    assert info.fps == pytest.approx(29.97, abs=1e-3)
+
+
 def test_iter_frames_can_start_at_any_frame(tmp_path):
     path = str(tmp_path / "c.mp4")
     _numbered_clip(path, 30)

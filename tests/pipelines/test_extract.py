@@ -61,7 +61,7 @@ def test_extract_real_clips_gives_one_sane_face_per_sampled_frame(ray_local, tmp
     table = read_faces(tmp_path / "out", "a")
     schema.check_faces_schema(table.schema, "faces/a")
     expected = sum(len(range(0, probe_video(str(c)).frame_count, 4)) for c in clips)
-    assert summary.n_failed == 0 and summary.counts["frames"] == expected
+    assert summary.n_failed == 0 and summary.counts.frames == expected
     assert table.num_rows == expected  # MEAD clips show one face in every frame
     rows = table.to_pylist()
     assert {r[schema.IDENTITY] for r in rows} == {"a"}
@@ -86,7 +86,7 @@ def test_extract_segments_cover_every_frame_exactly_once(ray_local, tmp_path, sa
     frames_many = sorted(
         read_faces(tmp_path / "many" / "out", "a").column(schema.FRAME).to_pylist()
     )
-    assert many.counts["segments"] > one.counts["segments"] == 1
+    assert many.counts.segments > one.counts.segments == 1
     assert frames_one == frames_many == list(range(12))
 
 
@@ -98,7 +98,7 @@ def test_extract_vfr_clip_gives_every_frame_once_with_its_own_time(ray_local, tm
     _, summary = extract(tmp_path, [clip], identity="a", size=64, segment_frames=16)
     rows = read_faces(tmp_path / "out", "a").to_pylist()
     keys = [(r[schema.VIDEO_ID], r[schema.FRAME], r[schema.FACE]) for r in rows]
-    assert summary.n_failed == 0 and summary.counts["segments"] == 4
+    assert summary.n_failed == 0 and summary.counts.segments == 4
     assert len(set(keys)) == len(keys) == 60  # no duplicate key, no missing frame
     assert sorted(r[schema.FRAME] for r in rows) == list(range(60))
     for row in rows:
@@ -140,7 +140,7 @@ def test_extract_bad_input_gets_error_rows_and_the_batch_goes_on(ray_local, tmp_
     good = [r for r in table.to_pylist() if r[schema.VIDEO].endswith("good.mp4")]
     assert sorted(r[schema.FRAME] for r in good) == list(range(12))  # nothing good is lost
     assert not any(r[schema.VIDEO].endswith("no_face.mp4") for r in table.to_pylist())
-    assert summary.counts["frames"] == 12 + 10  # the faceless clip was read, not an error
+    assert summary.counts.frames == 12 + 10  # the faceless clip was read, not an error
 
 
 def test_extract_rerun_skips_finished_segments_and_adds_no_rows(ray_local, tmp_path, sample_clips):
@@ -149,9 +149,9 @@ def test_extract_rerun_skips_finished_segments_and_adds_no_rows(ray_local, tmp_p
     before = read_faces(tmp_path / "out", "a")
     _, second = extract(tmp_path, inputs, identity="a", segment_frames=5)
     after = read_faces(tmp_path / "out", "a")
-    assert first.counts["faces"] == before.num_rows == after.num_rows == 24
-    assert second.counts["skipped"] == second.counts["segments"] == first.counts["segments"]
-    assert second.counts["faces"] == 0
+    assert first.counts.faces == before.num_rows == after.num_rows == 24
+    assert second.counts.skipped == second.counts.segments == first.counts.segments
+    assert second.counts.faces == 0
     with pytest.raises(ValueError, match="--size"):
         extract(tmp_path, inputs, identity="a", segment_frames=5, size=64)
 
@@ -170,7 +170,7 @@ def test_extract_worker_killed_mid_segment_gives_the_clean_runs_rows(
     out = tmp_path / "faulty" / "out"
     assert (out / FAIL_MARKER).read_text() == "7"  # a worker did die there
     assert faulty.n_failed == 0 and read_errors(out) == []
-    assert faulty.counts["segments"] == clean.counts["segments"] == 6  # each reported once
+    assert faulty.counts.segments == clean.counts.segments == 6  # each reported once
     rows = sorted(read_faces(out, "a").to_pylist(), key=face_key)
     keys = [face_key(r) for r in rows]
     assert len(set(keys)) == len(keys) == 24  # no duplicate row
@@ -206,7 +206,7 @@ def test_extract_faces_all_keeps_every_face_of_a_crowded_frame(ray_local, tmp_pa
     assert max(len(faces) for faces in per_frame.values()) >= 2
     assert all(sorted(faces) == list(range(len(faces))) for faces in per_frame.values())
     assert len({r[schema.FRAME] for r in rows_one}) == len(rows_one) == len(per_frame)
-    assert every.counts["frames"] == largest.counts["frames"] == 11
+    assert every.counts.frames == largest.counts.frames == 11
 
 
 @pytest.mark.ray
@@ -219,7 +219,7 @@ def test_extract_with_the_torch_detector_finds_the_same_faces(ray_local, tmp_pat
         run = tmp_path / detector
         run.mkdir()
         _, summary = extract(run, [clip], identity="a", every_n=12, detector=detector)
-        assert summary.n_failed == 0 and summary.counts["gpus_each"] == 0.0
+        assert summary.n_failed == 0 and summary.plan.gpus_each == 0.0
         rows = read_faces(run / "out", "a").to_pylist()
         found[detector] = {face_key(r): np.array(r[schema.LANDMARKS]) for r in rows}
     assert found["torch"].keys() == found["onnxruntime"].keys() and len(found["torch"]) >= 7

@@ -167,7 +167,7 @@ def test_extract_keeps_the_referenced_face_of_a_multi_face_image(ray_local, tmp_
     )
     summary = run_extract(cfg)
     rows = read_rows(tmp_path / "out")
-    assert len(rows) == 1 and summary.counts["rejected"] == 1
+    assert len(rows) == 1 and summary.counts.rejected == 1
     x0, _, x1, _ = rows[0][schema.BBOX]
     assert (x0 + x1) / 2 < 1126 / 2  # the left face
     assert 0 < rows[0][schema.IDENTITY_DISTANCE] < DEFAULT_MAX_DISTANCE

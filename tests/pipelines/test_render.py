@@ -15,6 +15,7 @@ from ops.samples import make_sample_clips, write_clip
 from ops.video import iter_frames, probe_video
 from ops.video_out import frame_rate_of, join_segments
 from pipelines.config import RenderConfig
+from pipelines.render.composite import Pending
 from pipelines.render.driver import run_render
 from pipelines.render.plan import (
     MIN_SEGMENT_FRAMES,
@@ -24,7 +25,7 @@ from pipelines.render.plan import (
     segment_length,
     segments_per_video,
 )
-from pipelines.render.segment import SegmentRenderer, _Pending
+from pipelines.render.segment import SegmentRenderer
 from tests.media_tags import read_metadata
 from tests.vfr_clip import read_stamp, write_vfr_clip
 
@@ -101,8 +102,8 @@ def test_run_render_batch_with_bad_inputs(ray_local, checkpoint, clips, tmp_path
         assert read_metadata(row[schema.OUTPUT])["synthetic"] == "true"
     assert not (out / "_parts").exists()
     assert not list(out.glob("*.tmp-*"))
-    assert (summary.counts["workers"], summary.counts["cpus_each"]) == (2, 1.0)
-    assert summary.counts["gpus_each"] == 0.0
+    assert (summary.plan.workers, summary.plan.cpus_each) == (2, 1.0)
+    assert summary.plan.gpus_each == 0.0
     assert json.loads((out / "_config.json").read_text())["segments_per_video"] == 1
 
 
@@ -141,7 +142,7 @@ def test_faceless_frames_pass_through_unchanged(checkpoint, clips, tmp_path) -> 
     cfg = RenderConfig(checkpoint, ("x",), str(tmp_path))
     renderer = SegmentRenderer(cfg)
     frames = _frames(clips["faceless"])
-    out = renderer.composite([_Pending(i, f, []) for i, f in enumerate(frames)])
+    out = renderer.compositor.composite([Pending(i, f, []) for i, f in enumerate(frames)])
     assert all(np.array_equal(a, b) for a, b in zip(frames, out, strict=True))
     counts = renderer.render(
         clips["faceless"], 0, None, str(tmp_path / "f.mp4"), frame_rate_of(clips["faceless"])
@@ -158,7 +159,7 @@ def test_run_render_vfr_clip_in_segments_keeps_every_frame(ray_local, checkpoint
     cfg = RenderConfig(checkpoint, (clip,), str(tmp_path / "out"), segment_frames=16, workers=2)
     summary = run_render(cfg)
     (row,) = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
-    assert summary.counts["segments"] == 3 and row[schema.ERROR] is None
+    assert summary.counts.segments == 3 and row[schema.ERROR] is None
     frames = _frames(row[schema.OUTPUT])
     assert row[schema.FRAMES] == len(frames) == 40
     assert [read_stamp(frame) for frame in frames] == list(range(40))  # in order, none twice

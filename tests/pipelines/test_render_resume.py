@@ -96,9 +96,9 @@ def test_rerun_resumes_where_an_interrupted_run_stopped(training, clips, clean, 
 
     summary = run_render(cfg)
     counts = summary.counts
-    assert summary.n_failed == 0 and summary.n_skipped == counts["skipped_videos"] == 1
-    assert counts["skipped_segments"] >= 1  # the segments rendered before the interrupt
-    assert counts["segments"] + counts["skipped_segments"] == 3
+    assert summary.n_failed == 0 and summary.n_skipped == counts.skipped_videos == 1
+    assert counts.skipped_segments >= 1  # the segments rendered before the interrupt
+    assert counts.segments + counts.skipped_segments == 3
     for name in ("sample_a.mp4", "faceless.mp4"):
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
     assert _comparable(_manifest(out)) == _comparable(_manifest(clean))
@@ -152,7 +152,7 @@ def test_killed_worker_restarts_on_the_pinned_checkpoint(clips, clean, tmp_path)
     summary = run_render(cfg, plan)
 
     assert (out / FAIL_MARKER).read_text() == "20"  # a worker did die there
-    assert summary.n_failed == 0 and summary.counts["segments"] == 4  # each reported once
+    assert summary.n_failed == 0 and summary.counts.segments == 4  # each reported once
     rows = _manifest(out)
     assert len(rows) == 2 and rows["sample_a.mp4"][schema.FRAMES] == 40
     for name in ("sample_a.mp4", "faceless.mp4"):
@@ -163,3 +163,30 @@ def test_killed_worker_restarts_on_the_pinned_checkpoint(clips, clean, tmp_path)
     assert config["checkpoint"] == {"path": pinned, "step": 10}
     assert prepare_render(cfg).checkpoint.path == pinned  # a rerun keeps it, too
     assert _comparable(rows) == _comparable(_manifest(clean))
+
+
+@pytest.mark.ray
+def test_rerun_with_nothing_left_finishes_without_ray_or_actors(
+    training, clips, clean, tmp_path, monkeypatch
+):
+    """A rerun of a finished render writes the same manifest and starts nothing."""
+    import shutil
+
+    from pipelines.runtime import ray_setup
+
+    out = tmp_path / "again"
+    shutil.copytree(clean, out)
+    before = _manifest(out)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a render with nothing left to do joined Ray")
+
+    monkeypatch.setattr(ray_setup, "connect_ray", refuse)
+    summary = run_render(_cfg(training, clips, out))
+    assert summary.plan is None  # no actors were planned
+    assert summary.n_failed == 0 and summary.n_skipped == summary.counts.skipped_videos == 2
+    assert summary.counts.segments == 0
+    after = _manifest(out)  # the same rows, with the outputs where they now are
+    assert _comparable(after) == _comparable(before)
+    assert all(Path(r[schema.OUTPUT]).parent == out for r in after.values())
+    assert (out / "sample_a.mp4").read_bytes() == (clean / "sample_a.mp4").read_bytes()

@@ -19,7 +19,8 @@ from ops.video import iter_frames
 from ops.video_out import SegmentWriter, frame_rate_of
 from ops.watermark import WatermarkVerdict, correlate_face, decide_watermark
 from pipelines.config import RenderConfig
-from pipelines.render.segment import SegmentRenderer, _Pending
+from pipelines.render.composite import DeviceCompositor, Pending
+from pipelines.render.segment import SegmentRenderer
 from tests.conftest import shared_video
 from tests.pipelines.test_render import checkpoint  # noqa: F401 - fixture
 
@@ -30,9 +31,9 @@ def _frames(path: str, count: int) -> list[np.ndarray]:
     return [frame for _, _, frame in iter_frames(path, 0, count)]
 
 
-def _pending(renderer: SegmentRenderer, frames: list[np.ndarray]) -> list[_Pending]:
+def _pending(renderer: SegmentRenderer, frames: list[np.ndarray]) -> list[Pending]:
     found = renderer.detect(frames)
-    return [_Pending(i, f, smooth_faces(found, i, 3, 1)) for i, f in enumerate(frames)]
+    return [Pending(i, f, smooth_faces(found, i, 3, 1)) for i, f in enumerate(frames)]
 
 
 def _verdict(frames: list[np.ndarray], detector: RetinaFaceDetector) -> WatermarkVerdict:
@@ -53,8 +54,8 @@ def _verdict(frames: list[np.ndarray], detector: RetinaFaceDetector) -> Watermar
 
 def test_paste_choice_follows_the_device(checkpoint) -> None:  # noqa: F811
     cfg = RenderConfig(checkpoint, ("x",), "out")
-    assert not SegmentRenderer(cfg).paste_on_device  # CPU: cv2
-    assert SegmentRenderer(cfg, paste="torch").paste_on_device
+    assert not isinstance(SegmentRenderer(cfg).compositor, DeviceCompositor)  # CPU: cv2
+    assert isinstance(SegmentRenderer(cfg, paste="torch").compositor, DeviceCompositor)
     with pytest.raises(ValueError, match="paste must be one of"):
         SegmentRenderer(cfg, paste="gpu")
 
@@ -67,9 +68,9 @@ def test_torch_paste_gives_the_frames_of_the_cv2_path(checkpoint, target, color)
     host, device = SegmentRenderer(cfg, paste="cv2"), SegmentRenderer(cfg, paste="torch")
     frames = _frames(str(shared_video(target)), 4)
     pending = _pending(host, frames)
-    pending[2] = _Pending(2, frames[2], [])  # a frame without a face stays as it is
-    want = np.stack(host.composite(pending)).astype(int)
-    got = device.composite(pending)
+    pending[2] = Pending(2, frames[2], [])  # a frame without a face stays as it is
+    want = np.stack(host.compositor.composite(pending)).astype(int)
+    got = device.compositor.composite(pending)
     assert got[2] is frames[2]
     got = np.stack(got).astype(int)
     changed = (want != np.stack(frames)).any(-1) | (got != np.stack(frames)).any(-1)
