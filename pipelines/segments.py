@@ -100,8 +100,9 @@ def segment_dataset(
     """
     import ray.data
 
-    from pipelines.runtime.ray_setup import actor_pool
+    from pipelines.runtime.ray_setup import actor_pool, wait_for_free_cpu
 
+    wait_for_free_cpu()  # an earlier stage's actors may still be giving back their CPUs
     planned = (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         .flat_map(plan, fn_kwargs=plan_kwargs, num_cpus=0)

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import ray
 
@@ -139,6 +140,22 @@ def _write_all(fd: int, payload: bytes) -> None:
             payload = payload[os.write(fd, payload) :]
     except OSError:
         pass  # the console went away (a closed pipe): keep draining, or writers would block
+
+
+def wait_for_free_cpu(timeout_s: float = 10.0, poll_s: float = 0.1) -> bool:
+    """Wait until the joined Ray has a free CPU (at most `timeout_s`); True if it has.
+
+    The actors of a stage that just ended (extract before train, train before render, in
+    one process) give their CPUs back a moment after the stage returns. A Ray Data job
+    started in that moment finds none free and warns that it "will hang"; it does not,
+    but the warning is wrong and alarming, so the next stage waits for the CPUs first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0.0) <= 0:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def actor_pool(requested: int | None, workers: int) -> ray.data.ActorPoolStrategy:

@@ -31,6 +31,7 @@ from ops.checkpoint import (
 from ops.faces_dataset import open_faces
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
+from pipelines.runtime.ray_setup import wait_for_free_cpu
 
 READ_COLUMNS = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE, schema.ERROR]
 
@@ -138,6 +139,7 @@ def decode_faces(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.
 def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple[Any, np.ndarray]:
     """Decode one identity once; return (training dataset, held-back preview faces)."""
     filesystem, _ = storage.resolve(path)
+    wait_for_free_cpu()  # an earlier stage's actors may still be giving back their CPUs
     decoded = (
         ray.data.read_parquet(
             [storage.resolve(f)[1] for f in info.files],

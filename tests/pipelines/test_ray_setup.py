@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipelines.segments import FAIL_MARKER
 from tests.pipelines.test_ray_guard import session_pids, wait_until_gone
 
@@ -81,3 +83,28 @@ def test_extract_console_is_quiet_even_when_a_worker_dies(tmp_path, sample_clips
         assert noise not in stdout + stderr, noise
     assert (tmp_path / "home" / ".ray" / "auth_token").exists()  # Ray's token auth stayed on
     assert left == []
+
+
+@pytest.mark.ray
+def test_wait_for_free_cpu_returns_once_an_ended_stage_gives_its_cpus_back(ray_local):
+    """The next stage's Ray Data job starts only when a CPU is free (no 'will hang')."""
+    import threading
+    import time
+
+    import ray
+
+    from pipelines.runtime.ray_setup import wait_for_free_cpu
+
+    @ray.remote
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    total = int(ray.cluster_resources()["CPU"])
+    holder = Holder.options(num_cpus=total).remote()
+    ray.get(holder.ready.remote())
+    assert not wait_for_free_cpu(timeout_s=0.3)  # every CPU held: it gives up in time
+    threading.Timer(0.5, ray.kill, args=(holder,)).start()
+    started = time.monotonic()
+    assert wait_for_free_cpu(timeout_s=20.0)
+    assert 0.4 < time.monotonic() - started < 20.0
