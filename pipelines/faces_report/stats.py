@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ops.face_stats import find_near_duplicates, geometric_median, robust_cutoff
+from ops.face_stats import (
+    FRONTAL_MAX_YAW,
+    YAW_CLASSES,
+    classify_yaw,
+    find_near_duplicates,
+    geometric_median,
+    robust_cutoff,
+)
 from ops.identity import identity_distances
 from pipelines.faces_report.features import ERROR_ROW, UNREADABLE, Features
 
@@ -23,9 +30,18 @@ PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 YAW_EDGES = np.round(np.arange(-0.8, 0.801, 0.1), 2)
 PITCH_EDGES = np.round(np.arange(-0.3, 0.301, 0.05), 2)
 SHARPNESS_EDGES = np.array([0, 25, 50, 100, 200, 400, 800, 1600, 3200], np.float64)
-# |yaw| classes (SOURCES.md calibration: 0.1 frontal, 0.35 about 30 degrees, 0.6 near profile)
-YAW_CLASSES = (("frontal", 0.0, 0.1), ("turned", 0.1, 0.35), ("strong", 0.35, 0.6))
 OUTLIER_K = 4.0  # identity outliers: distance above median + 4 x 1.4826 MAD of their identity
+# ... and above this, whatever the spread: a clean clip's faces sit so close together that
+# median + 4 MAD falls to about 0.2 and calls the same person an outlier. Measured with the
+# identity benchmark's sampler (`python -m benchmarks identity`: 295 faces, 12 people, every
+# one-person file of ../shared/data, default alignment), distance to the geometric median of
+# the same person's faces: one clip's faces p95 0.26, p99 0.36, max 0.39; all of a person's
+# files p95 0.37, p99 0.42, max 0.45. Other people to those centres: min 0.45 (dlib's one
+# close pair, feifei_li and person_a), p1 0.51, p5 0.59. 0.4 sits above 99% of one person's
+# distances and below every other person's; it is under extract --reference's 0.5
+# (ops.identity.DEFAULT_MAX_DISTANCE), so a face the report lets pass as the person is one
+# extract would keep.
+OUTLIER_MIN_DISTANCE = 0.4
 FILTER_ORDER = ("unreadable", "blurry", "identity", "duplicate")
 
 
@@ -35,7 +51,7 @@ class Analysis:
 
     duplicate_of: np.ndarray  # (N,) int64, -1 kept, else the row it nearly duplicates
     distance: np.ndarray  # (N,) float32 identity distance to its identity's centre, NaN if none
-    outlier: np.ndarray  # (N,) bool, distance above its identity's robust cutoff
+    outlier: np.ndarray  # (N,) bool, distance above its identity's cutoff (robust, floored)
     report: dict
 
 
@@ -68,16 +84,16 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> dict:
 
 
 def yaw_classes(yaw: np.ndarray) -> dict:
-    """Shares of faces by |yaw|: frontal, turned, strong, profile; and left/right."""
+    """Shares of faces by |yaw| (ops.face_stats.classify_yaw): frontal below 0.2, turned
+    0.2-0.35, strong 0.35-0.6, profile from 0.6; and left/right, the faces that are not
+    frontal with the nose to the image's left/right."""
     yaw = np.asarray(yaw, np.float64)
     yaw = yaw[np.isfinite(yaw)]
     n = max(len(yaw), 1)
-    shares = {
-        name: float(((abs(yaw) >= lo) & (abs(yaw) < hi)).sum() / n) for name, lo, hi in YAW_CLASSES
-    }
-    shares["profile"] = float((abs(yaw) >= YAW_CLASSES[-1][2]).sum() / n)
-    shares["left"] = float((yaw < -YAW_CLASSES[0][2]).sum() / n)  # nose to the image's left
-    shares["right"] = float((yaw > YAW_CLASSES[0][2]).sum() / n)
+    classes = classify_yaw(yaw)
+    shares = {name: float((classes == name).sum() / n) for name, _, _ in YAW_CLASSES}
+    shares["left"] = float((yaw <= -FRONTAL_MAX_YAW).sum() / n)
+    shares["right"] = float((yaw >= FRONTAL_MAX_YAW).sum() / n)
     return {k: round(v, 4) for k, v in shares.items()}
 
 
@@ -89,7 +105,8 @@ def video_groups(features: Features) -> np.ndarray:
 
 
 def identity_outliers(features: Features) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Distance of each readable face to its identity's geometric median embedding."""
+    """Distance of each readable face to its identity's geometric median embedding; an
+    outlier is farther than median + OUTLIER_K MAD of its identity and OUTLIER_MIN_DISTANCE."""
     distance = np.full(len(features), np.nan, np.float32)
     outlier = np.zeros(len(features), bool)
     per_identity = {}
@@ -97,7 +114,7 @@ def identity_outliers(features: Features) -> tuple[np.ndarray, np.ndarray, dict]
         rows = np.flatnonzero(features.ok & (features.identity == label))
         centre = geometric_median(features.embedding[rows])
         distance[rows] = identity_distances(features.embedding[rows], centre[None])
-        cutoff = robust_cutoff(distance[rows], OUTLIER_K)
+        cutoff = max(OUTLIER_MIN_DISTANCE, robust_cutoff(distance[rows], OUTLIER_K))
         outlier[rows] = distance[rows] > cutoff
         per_identity[str(label)] = {
             "faces": int(len(rows)),
@@ -217,6 +234,7 @@ def analyse_faces(
             {
                 "per_identity": per_identity,
                 "outlier_k": OUTLIER_K,
+                "outlier_min_distance": OUTLIER_MIN_DISTANCE,
                 "worst": worst_faces(features, distance, outlier, top),
             }
             if identity

@@ -8,6 +8,7 @@ import pytest
 from ops.align import template_landmarks
 from ops.contact_sheet import CAPTION_PX, MARK_RGB, contact_sheet
 from ops.face_stats import (
+    classify_yaw,
     find_near_duplicates,
     geometric_median,
     pose_proxies,
@@ -40,6 +41,53 @@ def test_pose_proxies_signs_follow_the_nose():
     assert yaw[0] == pytest.approx(0.3, abs=0.01)
     assert yaw[1] == pytest.approx(-0.3, abs=0.01)  # mirrored face: nose to the left
     assert pitch[2] == pytest.approx(0.1, abs=0.01) and abs(yaw[2]) < 0.01
+
+
+def _turned_head(degrees: float) -> np.ndarray:
+    """The template's 5 points on a rigid head turned by `degrees`, seen from the front.
+
+    Depths in eye distances, from the 6-point head-pose model used with cv2.solvePnP: the
+    nose tip 0.43 in front of the eyes, the mouth corners 0.03.
+    """
+    template = template_landmarks(112, 1.0).astype(np.float64)
+    eye_distance = template[1, 0] - template[0, 0]
+    depth = np.array([0.0, 0.0, 0.43, 0.03, 0.03]) * eye_distance
+    centred = template - template[:2].mean(0)
+    angle = np.deg2rad(degrees)
+    x = centred[:, 0] * np.cos(angle) + depth * np.sin(angle)
+    return np.stack([x, centred[:, 1]], axis=1) + 56
+
+
+def _nose_moved(fraction: float) -> np.ndarray:
+    """The template with its nose moved sideways by `fraction` of the eye distance."""
+    template = template_landmarks(112, 1.0).astype(np.float64)
+    template[2, 0] += fraction * (template[1, 0] - template[0, 0])
+    return template
+
+
+def test_classify_yaw_a_frontal_face_is_frontal():
+    # the template, a frontal news anchor (0.12), a face looking at the camera from the
+    # side of a wide frame (0.18), a head turned 10 degrees, and the same mirrored
+    faces = [template_landmarks(112, 1.0), _nose_moved(0.12), _nose_moved(0.18), _turned_head(10)]
+    faces.append(_nose_moved(-0.12))
+    yaw, _ = pose_proxies(np.stack(faces))
+    assert yaw[1] == pytest.approx(0.12, abs=0.01) and yaw[4] == pytest.approx(-0.12, abs=0.01)
+    assert list(classify_yaw(yaw)) == ["frontal"] * 5
+
+
+def test_classify_yaw_turned_faces_are_turned_strong_or_profile():
+    faces = [_turned_head(30), _turned_head(-30), _turned_head(45), _turned_head(65)]
+    faces += [_nose_moved(0.25), _nose_moved(0.8)]
+    yaw, _ = pose_proxies(np.stack(faces))
+    assert yaw[0] > 0 > yaw[1]  # turned to their left: the nose points to the image's right
+    classes = ["turned", "turned", "strong", "profile", "turned", "profile"]
+    assert list(classify_yaw(yaw)) == classes
+    assert list(classify_yaw(np.array([np.nan, 0.2, 0.35, 0.6]))) == [
+        "",
+        "turned",
+        "strong",
+        "profile",
+    ]
 
 
 def test_pose_proxies_collapsed_eyes_give_nan():

@@ -23,12 +23,19 @@ import pytest
 from typer.testing import CliRunner
 
 from ops import schema
-from pipelines.faces_report import driver as report_stage
+from ops.face_stats import robust_cutoff
 from pipelines.cli import app
 from pipelines.cli.faces import report_lines
 from pipelines.config import ExtractConfig, FacesReportConfig, TrainConfig
 from pipelines.extract.driver import run_extract
+from pipelines.faces_report import driver as report_stage
 from pipelines.faces_report.driver import run_faces_report
+from pipelines.faces_report.features import OK, Features
+from pipelines.faces_report.stats import (
+    OUTLIER_MIN_DISTANCE,
+    identity_outliers,
+    yaw_classes,
+)
 from pipelines.train.data import inspect_faces
 from tests.conftest import shared_video
 
@@ -203,6 +210,61 @@ def test_faces_report_cli_prints_the_table(faces_input, tmp_path):
     assert result.exit_code == 0, result.output
     assert "faces report:" in result.output and "identity: not computed" in result.output
     assert (tmp_path / "contact_sheet.png").exists() and (tmp_path / "report.json").exists()
+
+
+def _one_clip(distances: list[float], seed: int = 0) -> Features:
+    """Features of one clip of identity "a": embeddings at `distances` from one centre."""
+    rng = np.random.default_rng(seed)
+    n = len(distances)
+    centre = rng.normal(0, 0.09, 128)  # dlib descriptors have norms near 1
+    directions = rng.normal(size=(n, 128))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    embedding = centre + np.asarray(distances)[:, None] * directions
+    return Features(
+        identity=np.full(n, "a", object),
+        video=np.full(n, "clip.mp4", object),
+        video_id=np.full(n, "v", object),
+        frame=np.arange(n, dtype=np.int64),
+        face=np.zeros(n, np.int64),
+        path=np.full(n, "part-0.parquet", object),
+        sharpness=np.full(n, 100.0, np.float32),
+        yaw=np.zeros(n, np.float32),
+        pitch=np.zeros(n, np.float32),
+        status=np.full(n, OK, object),
+        thumb=np.zeros((n, 256), np.uint8),
+        embedding=embedding.astype(np.float32),
+    )
+
+
+def test_identity_outliers_one_clean_clip_has_none():
+    # 135 faces of one man in one clip, close together (0.12 +- 0.015 from their centre),
+    # and two at 0.21 and 0.23: far out for the spread, but the same person
+    rng = np.random.default_rng(1)
+    distances = [*np.clip(rng.normal(0.12, 0.015, 133), 0.05, 0.18), 0.21, 0.23]
+    distance, outlier, per_identity = identity_outliers(_one_clip(distances))
+    assert distance.max() < OUTLIER_MIN_DISTANCE
+    assert (distance > robust_cutoff(distance, 4.0)).sum() >= 2  # without the floor
+    assert not outlier.any() and per_identity["a"]["outliers"] == 0
+    assert per_identity["a"]["outlier_cutoff"] == OUTLIER_MIN_DISTANCE
+
+
+def test_identity_outliers_flags_another_person_above_the_floor():
+    rng = np.random.default_rng(2)
+    distances = [*np.clip(rng.normal(0.12, 0.015, 133), 0.05, 0.18), 0.23, 0.7]
+    distance, outlier, per_identity = identity_outliers(_one_clip(distances))
+    assert distance[-1] > 0.6 and outlier[-1]
+    assert not outlier[:-1].any() and per_identity["a"]["outliers"] == 1
+
+
+def test_yaw_classes_a_frontal_news_anchor_is_frontal():
+    rng = np.random.default_rng(3)
+    anchor = rng.normal(0.12, 0.02, 135)  # nose a little off the midline, looking at us
+    shares = yaw_classes(anchor)
+    assert shares["frontal"] >= 0.95 and shares["right"] == shares["turned"] <= 0.05
+    turned = yaw_classes(np.concatenate([rng.normal(0.27, 0.02, 90), [-0.5, 0.7]]))
+    assert turned["turned"] == pytest.approx(90 / 92, abs=0.02) and turned["frontal"] < 0.05
+    one = pytest.approx(1 / 92, abs=1e-3)
+    assert turned["strong"] == turned["profile"] == turned["left"] == one
 
 
 @pytest.fixture
