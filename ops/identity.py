@@ -19,7 +19,7 @@ ranks best (ROC-AUC of face pairs from different files 0.998, "template" 0.997, 
 
 Distances. `identity_distances` measures each face against a gallery of one person by the
 Euclidean distance to the gallery's mean descriptor: at the same share of other people
-accepted it keeps more of the person than the mean of the k nearest (README, extract).
+accepted it keeps more of the person than the mean of the k nearest (docs/extract.md).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ EMBEDDING_DIM = 128
 ALIGNMENTS = ("template", "dlib", "resize")
 # extract --reference: the largest identity distance (`identity_distances`) kept by default.
 # On the shared media it keeps 89-94% of a person's faces and 0.2-0.3% of other people's
-# (nearly all of one pair dlib confuses); a profile of another man measured 0.51 (README,
-# extract).
+# (nearly all of one pair dlib confuses); a profile of another man measured 0.51
+# (docs/extract.md).
 DEFAULT_MAX_DISTANCE = 0.5
 
 # Our 5 RetinaFace points (image-left eye, image-right eye, nose tip, image-left and

@@ -2,17 +2,18 @@
 
 Both stages turn many videos into per-segment work on a pool of Ray Data actors:
 
-1. plan (`<stage>_plan.py`, Ray-free): output layout, what an earlier run finished, and a
+1. plan (`<stage>/plan.py`, Ray-free): output layout, what an earlier run finished, and a
    flat_map that probes one video and splits it into segment rows (`split_video`). The
    driver collects the rows first, then gives every segment a block of its own
    (`segment_dataset`), so the actors share even a single long video.
-2. actor (`<stage>_actor.py`): a `SegmentActor` that does one segment per call and
+2. actor (`<stage>/actor.py`): a `SegmentActor` that does one segment per call and
    writes its result under OUT; only a small report row per segment returns.
-3. commit (`<stage>_commit.py`): how results become outputs: extract's segment Parquet
+3. commit (`<stage>/commit.py`): how results become outputs: extract's segment Parquet
    files, render's part files joined into one video per input.
-4. driver (`<stage>.py`): `prepare_<stage>` (checks before Ray starts), then
-   `run_<stage>`: plan the actors (`pipelines.runtime.node_plan`), run the dataset, add up the
-   reports (`Counts.add`), return a `StageSummary`.
+4. driver (`<stage>/driver.py`): `prepare_<stage>` (checks before Ray starts), then
+   `run_<stage>`: join Ray (`runtime.ray_setup.connect_ray`), plan the actors
+   (`runtime.node_plan`), run the dataset, add up the reports (`Counts.add`), return a
+   `StageSummary`.
 
 Per-item failures, one contract for both stages: a segment that fails (in planning, e.g.
 a file that cannot be probed, or in its actor) never stops the batch. It is recorded as

@@ -10,7 +10,7 @@ evenly through their faces datasets and embedded once, by two Ray tasks. A pool 
 galleries) then takes one video each: it decodes the source and the output side by side,
 finds the largest face of each source frame, the face at that place in the output, and
 scores the pair (ops.metrics). A video that fails gets a row with its error and the batch
-goes on. The metrics are defined in ops/metrics.py and explained in the README.
+goes on. The metrics are defined in ops/metrics.py and explained in docs/evaluate.md.
 
 Output, beside the manifest:
     RENDER/evaluation.parquet         ops.metrics.EVALUATION_SCHEMA, one row per video

@@ -14,15 +14,11 @@ provenance metadata. One manifest row per input video records what happened; a f
 segment or join also gets its row in OUT/errors.
 
 Resumable (see pipelines/render/plan.py): a rerun of the same command skips finished
-videos and finished segments, and its outputs are byte for byte those of one whole run.
+videos and finished segments, and its outputs are byte for byte those of one whole run;
+a rerun with nothing left to do writes the manifest again without joining Ray.
 
-Output layout (local path or object-store URI):
-    OUT/<name>.mp4          one per input video (name sanitised from the input's name)
-    OUT/manifest.parquet    RENDER_MANIFEST_SCHEMA, one row per input
-    OUT/errors/             ERRORS_SCHEMA, one row per failed segment or join
-    OUT/_config.json        the resolved config, the pinned checkpoint, library versions
-    OUT/_done/<id>.json     the manifest row of each finished video (what a rerun skips)
-    OUT/_parts/             segments of unfinished videos, with their counts
+The output layout (OUT/<name>.mp4, manifest.parquet, errors/, _config.json, _done/,
+_parts/) is described once, in docs/render.md.
 """
 
 from __future__ import annotations
