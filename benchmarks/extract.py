@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.media import DEFAULT_DATA, shared_clips
+from pipelines.config import ExtractCounts
 
 CLIPS = (
     "person_e__liveportrait_s18.mp4",  # 1280x720
@@ -89,13 +90,13 @@ class SteadyRate:
         self.at_first = {"frames": 0, "faces": 0}
         self.totals = {"frames": 0, "faces": 0}
 
-    def __call__(self, _report: dict, totals: dict) -> None:
+    def __call__(self, _report: dict, totals: ExtractCounts) -> None:
         now = time.perf_counter()
         if self.first is None:
             self.first = now
-            self.at_first = {key: totals[key] for key in self.at_first}
+            self.at_first = {key: getattr(totals, key) for key in self.at_first}
         self.last = now
-        self.totals = {key: totals[key] for key in self.totals}
+        self.totals = {key: getattr(totals, key) for key in self.totals}
 
     @property
     def seconds(self) -> float | None:

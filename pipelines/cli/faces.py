@@ -52,7 +52,8 @@ def _identity_lines(identity: dict) -> list[str]:
         lines.append(
             f"identity {label}: distance to its centre p50 {_num(distance['p50'])}, p95 "
             f"{_num(distance['p95'])}, max {_num(distance['max'])}; outlier cutoff "
-            f"{_num(found['outlier_cutoff'])} (median + {identity['outlier_k']:g} MAD): "
+            f"{_num(found['outlier_cutoff'])} (median + {identity['outlier_k']:g} MAD, at least "
+            f"{identity['outlier_min_distance']:g}): "
             f"{found['outliers']} outliers"
         )
     if identity["worst"]:
