@@ -2,7 +2,9 @@
 
 A checkpoint is a directory (local path or object-store URI):
 
-    model.pt        SwapAutoencoder state dict (tensors only)
+    model.pt        SwapAutoencoder state dict (tensors only): the trained weights
+    ema.pt          the exponential moving average of those weights, same keys (only when
+                    training kept one, `--ema-decay`); what render and export use
     optimizer.pt    Adam state dict (tensors and numbers only), for resuming
     config.json     {"format": "rayswap-checkpoint", "format_version", "step", "model": ModelConfig,
                      "train": the train config, "coverage", "size": face crop settings of extract}
@@ -22,23 +24,40 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ops import storage
 from ops.model import ModelConfig, SwapAutoencoder
 
 FORMAT = "rayswap-checkpoint"
 FORMAT_VERSION = 1
-MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, PREVIEW_FILE = (
+MODEL_FILE, EMA_FILE, OPTIMIZER_FILE, CONFIG_FILE, PREVIEW_FILE = (
     "model.pt",
+    "ema.pt",
     "optimizer.pt",
     "config.json",
     "preview.png",
 )
+# the flag of each ModelConfig field, for messages about a checkpoint of another model
+MODEL_FLAGS = {
+    "model": "--model",
+    "resolution": "--resolution",
+    "width": "--width",
+    "encoder_widths": "--width",
+    "decoder_widths": "--width",
+    "latent_dim": "--latent-dim",
+    "encoder_dims": "--encoder-dims",
+    "decoder_dims": "--decoder-dims",
+    "mask_dims": "--mask-dims",
+}
 
 
 @dataclass
 class LoadedCheckpoint:
-    """A checkpoint ready for inference: `model` is on `map_location` and in eval mode."""
+    """A checkpoint ready for inference: `model` is on `map_location` and in eval mode.
+
+    ema: True when `model` holds the moving average of the weights (ema.pt), not model.pt.
+    """
 
     path: str
     model: SwapAutoencoder
@@ -47,6 +66,7 @@ class LoadedCheckpoint:
     coverage: float
     size: int
     config: dict[str, Any]
+    ema: bool = False
 
 
 def _tensor_bytes(state: dict[str, Any]) -> bytes:
@@ -64,11 +84,20 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     train_config: dict[str, Any] | None = None,
     preview_png: bytes | None = None,
+    ema: nn.Module | None = None,
 ) -> str:
-    """Write a checkpoint directory (local or URI); config.json is written last. Returns it."""
+    """Write a checkpoint directory (local or URI); config.json is written last. Returns it.
+
+    ema: a module holding the moving average of `model`'s weights (same state-dict keys),
+    written as ema.pt.
+    """
     storage.write_bytes_atomic(
         storage.join(directory, MODEL_FILE), _tensor_bytes(model.state_dict())
     )
+    if ema is not None:
+        storage.write_bytes_atomic(
+            storage.join(directory, EMA_FILE), _tensor_bytes(ema.state_dict())
+        )
     if optimizer is not None:
         storage.write_bytes_atomic(
             storage.join(directory, OPTIMIZER_FILE), _tensor_bytes(optimizer.state_dict())
@@ -146,9 +175,13 @@ def load_checkpoint(
     path: str,
     map_location: str | torch.device = "cpu",
     expect: ModelConfig | None = None,
+    prefer_ema: bool = True,
 ) -> LoadedCheckpoint:
     """Load a checkpoint directory (or the latest one under a training output folder).
 
+    The model gets the moving average of the weights (ema.pt) when the checkpoint has one
+    and `prefer_ema` is set, else the trained weights (model.pt); `LoadedCheckpoint.ema`
+    says which. Render, export, evaluate and the preview all see the average this way.
     Raises FileNotFoundError when the directory or a file is missing, ValueError when a
     file is corrupt, the checkpoint is foreign, or its model differs from `expect`.
     """
@@ -157,7 +190,8 @@ def load_checkpoint(
     cfg = model_config(config, path)
     check_compatible(cfg, expect, path)
     model = SwapAutoencoder(cfg)
-    state = load_state(path, MODEL_FILE, map_location)
+    ema = prefer_ema and storage.exists(storage.join(path, EMA_FILE))
+    state = load_state(path, EMA_FILE if ema else MODEL_FILE, map_location)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -171,17 +205,26 @@ def load_checkpoint(
         coverage=float(config["coverage"]),
         size=int(config["size"]),
         config=config,
+        ema=ema,
     )
+
+
+def model_differences(found: ModelConfig, expect: ModelConfig) -> list[str]:
+    """The ModelConfig fields in which `found` differs from `expect` (only `model` when the
+    families differ, since each family has fields of its own)."""
+    if found.model != expect.model:
+        return ["model"]
+    wanted = expect.to_dict()
+    return [key for key, value in found.to_dict().items() if value != wanted[key]]
 
 
 def check_compatible(found: ModelConfig, expect: ModelConfig | None, path: str) -> None:
     """ValueError naming each differing field when `found` is not the `expect`ed model."""
     if expect is None or found == expect:
         return
+    have, want = found.to_dict(), expect.to_dict()
     diffs = [
-        f"{key}={value!r} (expected {expect.to_dict()[key]!r})"
-        for key, value in found.to_dict().items()
-        if value != expect.to_dict()[key]
+        f"{key}={have[key]!r} (expected {want[key]!r})" for key in model_differences(found, expect)
     ]
     raise ValueError(f"checkpoint {path} holds another model: {', '.join(diffs)}")
 

@@ -1,10 +1,12 @@
-"""Export the swap path of a checkpoint (encoder + one decoder) for inference without rayswap.
+"""Export the swap path of a checkpoint (one direction) for inference without rayswap.
 
     rayswap export runs/ab --direction a2b --format onnx --out a2b.onnx
 
 `a2b` encodes faces of A and decodes with B's decoder (A's pose, B's face); `b2a` the other
-way. The exported graph takes "face" (N, 3, R, R) float32 RGB in [0, 1], aligned like the
-training faces (coverage in the checkpoint's config.json), with any batch size N, and
+way. The path is the model's own `swap(face, to)`, so every model family exports alike.
+The weights are those `load_checkpoint` returns: the moving average when the checkpoint
+has one. The exported graph takes "face" (N, 3, R, R) float32 RGB in [0, 1], aligned like
+the training faces (coverage in the checkpoint's config.json), with any batch size N, and
 returns "rgb" (N, 3, R, R) and "mask" (N, 1, R, R) in [0, 1]. After writing, the file is
 loaded back (torch.jit.load or onnxruntime) and compared with the eager model on fresh
 inputs; a difference above --atol is an error.
@@ -23,20 +25,20 @@ from torch import nn
 
 from ops import storage
 from ops.checkpoint import load_checkpoint
-from ops.model import swap_target
+from ops.model import SwapAutoencoder, swap_target
 from pipelines.config import ExportConfig
 
 
 class SwapPath(nn.Module):
-    """encoder -> decoder of the target identity: (N, 3, R, R) -> (rgb, mask)."""
+    """One direction of a model, `model.swap(face, to)`: (N, 3, R, R) -> (rgb, mask)."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+    def __init__(self, model: SwapAutoencoder, to: str) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
+        self.model = model
+        self.to = to
 
     def forward(self, face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decoder(self.encoder(face))
+        return self.model.swap(face, self.to)
 
 
 @dataclass
@@ -51,8 +53,19 @@ class ExportSummary:
 def build_swap_path(checkpoint: str, direction: str) -> tuple[SwapPath, object]:
     """The eager swap path of `direction` ("a2b" or "b2a") and the loaded checkpoint."""
     loaded = load_checkpoint(checkpoint)
-    decoder = getattr(loaded.model, f"decoder_{swap_target(direction)}")
-    return SwapPath(loaded.model.encoder, decoder).eval(), loaded
+    to = swap_target(direction)
+    _drop_unused(loaded.model, to)
+    return SwapPath(loaded.model, to).eval(), loaded
+
+
+def _drop_unused(model: SwapAutoencoder, to: str) -> None:
+    """Remove the parts `model.swap(x, to)` never runs (the other identity's own decoder,
+    liae's inter_b when decoding as A), so the exported file holds only the one path."""
+    unused = ["decoder_a" if to == "b" else "decoder_b"] + (["inter_b"] if to == "a" else [])
+    children = dict(model.named_children())
+    for name in unused:
+        if name in children:
+            delattr(model, name)
 
 
 def _export_torchscript(module: SwapPath, example: torch.Tensor, path: str) -> None:

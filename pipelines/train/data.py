@@ -23,9 +23,11 @@ import ray
 from ops import schema, storage
 from ops.augment import load_face
 from ops.checkpoint import (
+    MODEL_FLAGS,
     check_compatible,
     find_latest_checkpoint,
     model_config,
+    model_differences,
     read_checkpoint_config,
 )
 from ops.faces_dataset import open_faces
@@ -83,7 +85,8 @@ def inspect_faces(path: str, side: str, cfg: TrainConfig) -> FacesInfo:
 
 
 def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None:
-    """A checkpoint already in OUT must hold the same model and face alignment."""
+    """A checkpoint already in OUT must hold the same model and face alignment; the error
+    names the flags that differ (--model when it is another family)."""
     latest = find_latest_checkpoint(cfg.out) if storage.exists(cfg.out) else None
     if latest is None:
         return
@@ -92,9 +95,11 @@ def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None
     try:
         check_compatible(found, expect, latest)
     except ValueError as exc:
+        flags = "/".join(
+            dict.fromkeys(MODEL_FLAGS.get(key, key) for key in model_differences(found, expect))
+        )
         raise ValueError(
-            f"--out: {exc}; resume with the same --resolution/--width/--latent-dim "
-            f"or train into another --out"
+            f"--out: {exc}; resume with the same {flags} or train into another --out"
         ) from exc
     if abs(float(config["coverage"]) - coverage) > 1e-4:
         raise ValueError(

@@ -1,9 +1,11 @@
-"""Checkpoints: round trip, latest-under-a-folder, and every kind of bad checkpoint."""
+"""Checkpoints: round trip of every model family and of the weight average,
+latest-under-a-folder, and every kind of bad checkpoint."""
 
 from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
@@ -102,3 +104,65 @@ def test_load_checkpoint_refuses_pickled_objects_and_other_models(tmp_path):
     (tmp_path / "wide" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not match"):
         load_checkpoint(str(tmp_path / "wide"))
+
+
+DF = ModelConfig(model="df", encoder_dims=4, decoder_dims=4, mask_dims=2, latent_dim=16)
+LIAE = ModelConfig(model="liae", encoder_dims=4, decoder_dims=4, mask_dims=2, latent_dim=16)
+
+
+@pytest.mark.parametrize("cfg", (DF, LIAE), ids=("df", "liae"))
+def test_dfl_families_round_trip_through_a_checkpoint(tmp_path, cfg):
+    model = save_tiny(tmp_path / "ck", cfg=cfg)
+    loaded = load_checkpoint(str(tmp_path / "ck"))
+    assert loaded.model_config == cfg and not loaded.ema
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert config["model"]["model"] == cfg.model and config["model"]["encoder_dims"] == 4
+    assert list(loaded.model.state_dict()) == list(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    faces = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval().swap(faces, "b")[0], loaded.model.swap(faces, "b")[0])
+
+
+def test_a_checkpoint_written_before_the_families_loads_as_original(tmp_path):
+    model = save_tiny(tmp_path / "ck")
+    path = tmp_path / "ck" / "config.json"
+    config = json.loads(path.read_text())
+    del config["model"]["model"]  # config.json as it was written before the families
+    path.write_text(json.dumps(config))
+    loaded = load_checkpoint(str(tmp_path / "ck"), expect=TINY)
+    assert loaded.model_config == TINY and loaded.model_config.model == "original"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+
+
+def test_load_checkpoint_refuses_another_family_naming_it(tmp_path):
+    save_tiny(tmp_path / "ck")
+    with pytest.raises(ValueError, match=r"another model: model='original' \(expected 'df'\)"):
+        load_checkpoint(str(tmp_path / "ck"), expect=DF)
+    save_tiny(tmp_path / "df", cfg=DF)
+    with pytest.raises(ValueError, match=r"decoder_dims=4 \(expected 8\)"):
+        load_checkpoint(str(tmp_path / "df"), expect=replace(DF, decoder_dims=8))
+    config = json.loads((tmp_path / "df" / "config.json").read_text())
+    config["model"] = {**config["model"], "model": "liae"}  # df weights, liae config
+    (tmp_path / "df" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match"):
+        load_checkpoint(str(tmp_path / "df"))
+
+
+def test_checkpoint_with_an_average_gives_it_to_inference(tmp_path):
+    torch.manual_seed(0)
+    model, average = SwapAutoencoder(TINY), SwapAutoencoder(TINY)
+    save_checkpoint(str(tmp_path / "ck"), model, 3, 1.5, 64, ema=average)
+    assert (tmp_path / "ck" / "ema.pt").exists()
+    assert set(load_state(str(tmp_path / "ck"), "ema.pt")) == set(model.state_dict())
+    loaded = load_checkpoint(str(tmp_path / "ck"))
+    assert loaded.ema
+    for key, value in average.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    raw = load_checkpoint(str(tmp_path / "ck"), prefer_ema=False)
+    assert not raw.ema
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, raw.model.state_dict()[key])
+    assert not torch.equal(raw.model.state_dict()[key], loaded.model.state_dict()[key])
