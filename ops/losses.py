@@ -1,5 +1,12 @@
 """Training losses: SSIM + L1 inside the face region, with extra weight on eyes and mouth.
 
+Two losses per side, chosen by `rayswap train --loss` (`LOSSES`):
+- classic (`swap_loss`): DSSIM (one 11 px window) + L1, weighted towards the face, the eyes
+  and the mouth, plus L1 of the mask;
+- dfl (`dfl_swap_loss`): the DeepFaceLab recipe, DSSIM at two windows scaled to the
+  resolution + MSE inside the face, L1 on the eye and mouth regions with a high weight,
+  plus MSE of the mask.
+
 There are only 5 landmarks, so there is no 68-point hull to mask with. After alignment the
 face sits in a known place, so the face region is a template oval in crop space (placed
 from the canonical landmarks of `ops.align.template_landmarks`), and the eye and mouth
@@ -24,6 +31,11 @@ from ops.align import template_landmarks
 # 112 px recognition layout: brows to chin, cheek to cheek).
 OVAL_CENTRE_FRACTION = 0.4  # from the eye midpoint towards the mouth midpoint
 OVAL_AXES_D = (1.2, 1.45)  # semi-axes (x, y) in units of d
+LOSSES = ("classic", "dfl")
+# dfl: DeepFaceLab's weights (10 DSSIM split over the windows, 10 MSE, 300 eye/mouth L1,
+# 10 mask MSE) divided by 10, so the losses read on the classic loss's scale
+DFL_WEIGHTS = {"dssim": 1.0, "mse": 1.0, "eye_mouth": 30.0, "mask": 1.0}
+DSSIM_WINDOW_DIVISORS = (11.6, 23.2)  # windows of R / 11.6 and R / 23.2 px, rounded to odd
 
 
 def _ellipse(
@@ -125,10 +137,15 @@ def _gaussian_window(size: int, sigma: float, channels: int, device: torch.devic
     return kernel.expand(channels, 1, size, size).contiguous()
 
 
-def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
-    """Per-pixel SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1] -> (B, 1, H, W)."""
+def ssim_map(
+    pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1] -> (B, 1, H, W).
+
+    window: side of the Gaussian window in px (odd); sigma: its standard deviation in px.
+    """
     channels = pred.shape[1]
-    kernel = _gaussian_window(window, 1.5, channels, pred.device).to(pred.dtype)
+    kernel = _gaussian_window(window, sigma, channels, pred.device).to(pred.dtype)
 
     def blur(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, [window // 2] * 4, mode="reflect"), kernel, groups=channels)
@@ -172,3 +189,68 @@ def swap_loss(
     weight = background_weight + face * (1.0 + eye_mouth_weight * features)
     image_loss = masked_ssim_l1(rgb.float(), target.float(), weight.float())
     return image_loss + mask_weight * (mask.float() - face.float()).abs().mean()
+
+
+def dssim_windows(resolution: int) -> tuple[int, ...]:
+    """The SSIM windows of the dfl loss at `resolution` px: R / 11.6 and R / 23.2 rounded to
+    the nearest odd size, at least 3 (64 px: 5, 3; 128: 11, 5; 256: 23, 11)."""
+    return tuple(max(3, 2 * round((resolution / d - 1) / 2) + 1) for d in DSSIM_WINDOW_DIVISORS)
+
+
+def multi_window_dssim(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, windows: tuple[int, ...]
+) -> torch.Tensor:
+    """Mean over `windows` of the weighted mean of (1 - SSIM) / 2, a scalar in [0, 1].
+
+    pred, target: (B, 3, H, W) in [0, 1]; weight (B, 1, H, W). Each window's Gaussian keeps
+    the 11 px / 1.5 px ratio of the standard SSIM, so a smaller window looks at finer detail.
+    """
+    total = weight.sum().clamp_min(1e-6)
+    terms = [
+        (((1.0 - ssim_map(pred, target, w, 1.5 * w / 11)) / 2.0) * weight).sum() / total
+        for w in windows
+    ]
+    return torch.stack(terms).mean()
+
+
+def dfl_swap_loss(
+    rgb: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    face: torch.Tensor,
+    features: torch.Tensor,
+    background_weight: float = 0.1,
+) -> torch.Tensor:
+    """Loss of one side, DeepFaceLab's way, in float32 (shapes as `swap_loss`).
+
+    DSSIM at `dssim_windows(R)` + MSE, both weighted by background_weight + face; L1 on
+    the eye and mouth regions (mean over all pixels, weighted by `features`); MSE of the
+    mask to the face region. Weights: `DFL_WEIGHTS`.
+    """
+    rgb, target, mask, face = rgb.float(), target.float(), mask.float(), face.float()
+    weight = background_weight + face
+    dssim = multi_window_dssim(rgb, target, weight, dssim_windows(rgb.shape[-1]))
+    mse = (((rgb - target) ** 2).mean(1, keepdim=True) * weight).sum() / weight.sum()
+    eye_mouth = ((rgb - target).abs().mean(1, keepdim=True) * features.float()).mean()
+    return (
+        DFL_WEIGHTS["dssim"] * dssim
+        + DFL_WEIGHTS["mse"] * mse
+        + DFL_WEIGHTS["eye_mouth"] * eye_mouth
+        + DFL_WEIGHTS["mask"] * ((mask - face) ** 2).mean()
+    )
+
+
+def side_loss(
+    loss: str,
+    rgb: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    face: torch.Tensor,
+    features: torch.Tensor,
+) -> torch.Tensor:
+    """The loss named `loss` (one of `LOSSES`) of one side; shapes as `swap_loss`."""
+    if loss == "classic":
+        return swap_loss(rgb, mask, target, face, features)
+    if loss == "dfl":
+        return dfl_swap_loss(rgb, mask, target, face, features)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ops.losses import swap_loss
+from ops.losses import side_loss
 
 Batch = dict[str, torch.Tensor]
 NO_BAD_STEP = 2**62  # "no non-finite loss yet", larger than any step
@@ -39,9 +39,16 @@ def autocast_dtype_for(precision: str, gpu: bool) -> torch.dtype | None:
 
 
 def loss_fn(
-    model: nn.Module, batch_a: Batch, batch_b: Batch, autocast_dtype: torch.dtype | None = None
+    model: nn.Module,
+    batch_a: Batch,
+    batch_b: Batch,
+    autocast_dtype: torch.dtype | None = None,
+    loss: str = "classic",
 ) -> tuple[torch.Tensor, ...]:
-    """(total, loss_a, loss_b), float32: forward under autocast (if given), losses outside it."""
+    """(total, loss_a, loss_b), float32: forward under autocast (if given), losses outside it.
+
+    loss: one of `ops.losses.LOSSES`, the loss of each side.
+    """
     device_type = batch_a["warped"].device.type
     autocast = (
         torch.autocast(device_type, dtype=autocast_dtype)
@@ -50,8 +57,8 @@ def loss_fn(
     )
     with autocast:
         rgb_a, mask_a, rgb_b, mask_b = model(batch_a["warped"], batch_b["warped"])
-    loss_a = swap_loss(rgb_a, mask_a, batch_a["target"], batch_a["face"], batch_a["features"])
-    loss_b = swap_loss(rgb_b, mask_b, batch_b["target"], batch_b["face"], batch_b["features"])
+    loss_a = side_loss(loss, rgb_a, mask_a, batch_a["target"], batch_a["face"], batch_a["features"])
+    loss_b = side_loss(loss, rgb_b, mask_b, batch_b["target"], batch_b["face"], batch_b["features"])
     return loss_a + loss_b, loss_a, loss_b
 
 
@@ -61,14 +68,15 @@ def train_step(
     batch_a: Batch,
     batch_b: Batch,
     autocast_dtype: torch.dtype | None = None,
+    loss: str = "classic",
 ) -> torch.Tensor:
     """Forward both sides, backward, step; returns (3,) float32 [loss, loss_a, loss_b].
 
     The result stays on the batch's device (no host sync). autocast_dtype: e.g.
-    torch.bfloat16 for mixed precision; None runs in float32.
+    torch.bfloat16 for mixed precision; None runs in float32. loss: as in `loss_fn`.
     """
     optimizer.zero_grad(set_to_none=True)
-    total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype)
+    total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype, loss)
     total.backward()
     optimizer.step()
     return torch.stack([total, loss_a, loss_b]).detach()

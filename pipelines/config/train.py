@@ -19,6 +19,9 @@ from pipelines.config.flags import (
 )
 
 EXPORT_FORMATS = ("torchscript", "onnx")  # what pipelines/export.py writes
+DEFAULT_MODEL = "original"  # the model family `rayswap train` builds without --model
+DEFAULT_WIDTH = 32  # --width, which sizes only the original model
+DFL_SIZE_FIELDS = ("encoder_dims", "decoder_dims", "mask_dims")  # size only df and liae
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,87 @@ class TrainConfig:
     resolution: int = option(
         64, "Model input side in px: 64, 128 or 256.", one_of_lazy("ops.model", "RESOLUTIONS")
     )
+    model: str = option(
+        DEFAULT_MODEL,
+        "Model family. original: the classic faceswap autoencoder (sized by --width). df: "
+        "DeepFaceLab-class, a residual encoder and shared bottleneck, one residual decoder "
+        "and one lighter mask decoder per identity. liae: a bottleneck of both identities "
+        "and one of b only feeding ONE decoder (a2b reads both, b2a the shared one twice). "
+        "df and liae are sized by --encoder-dims, --decoder-dims and --mask-dims.",
+        one_of_lazy("ops.model", "MODELS"),
+    )
+    width: int = option(DEFAULT_WIDTH, "original: channels of the first encoder conv.", at_least(4))
+    latent_dim: int | None = option(
+        None,
+        "Size of the dense bottleneck. Default: 256; 128 for liae, whose two bottlenecks "
+        "feed twice the channels.",
+        at_least(8),
+        show_default=False,
+    )
+    encoder_dims: int | None = option(
+        None,
+        "df/liae: channels of the first of the 4 encoder downscales, doubled at each. Default 32.",
+        at_least(2),
+        show_default=False,
+    )
+    decoder_dims: int | None = option(
+        None,
+        "df/liae: decoder channels per unit, 8x, 4x and 2x at its three upscales. Default 16.",
+        at_least(2),
+        show_default=False,
+    )
+    mask_dims: int | None = option(
+        None,
+        "df/liae: as --decoder-dims, for the mask decoder. Default 8.",
+        at_least(2),
+        show_default=False,
+    )
     batch_size: int = option(16, "Faces per identity per worker per step.", at_least(1))
     steps: int = option(1000, "Total optimisation steps (a rerun goes on).", at_least(1))
-    lr: float = option(1e-4, "Adam learning rate.", (lambda v: 0 < v < 1, "must be in (0, 1)"))
+    lr: float = option(
+        1e-4,
+        "Adam learning rate (the peak, with --warmup-steps / --lr-decay).",
+        (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    )
+    warmup_steps: int = option(
+        0,
+        "Raise the learning rate linearly from --lr / N to --lr over the first N steps; "
+        "0: no warm-up.",
+        at_least(0),
+    )
+    lr_decay: str = option(
+        "constant",
+        "After the warm-up: constant, or a cosine or linear decay to --lr-floor x --lr at "
+        "--steps. With --warmup-steps 0 and constant the rate never changes.",
+        one_of_lazy("ops.recipe", "LR_DECAYS"),
+    )
+    lr_floor: float = option(
+        0.1, "Fraction of --lr that a cosine or linear --lr-decay ends at.", within(0, 1)
+    )
+    warp_off_share: float = option(
+        0.0,
+        "Train the last share of --steps without the random warp (e.g. 0.2: the last 20%), "
+        "which sharpens detail; 0: warp throughout. The phase follows the step, so a "
+        "resumed run keeps it.",
+        (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    )
+    loss: str = option(
+        "classic",
+        "classic: DSSIM (11 px window) + L1, weighted to the face, eyes and mouth, + L1 of "
+        "the mask. dfl: DSSIM at two windows (resolution / 11.6 and / 23.2 px) + MSE in the "
+        "face, + L1 on the eyes and mouth (weight 30), + MSE of the mask. Both in float32.",
+        one_of_lazy("ops.losses", "LOSSES"),
+    )
+    ema_decay: float = option(
+        0.0,
+        "Keep a moving average of the weights with this decay (e.g. 0.999), saved in each "
+        "checkpoint as ema.pt and used by the preview, render and export; 0: none.",
+        (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    )
     save_every: int = option(
         250, "Checkpoint (and report to Ray Train) every this many steps.", at_least(1)
     )
     log_every: int = option(10, "Write a metrics line every N steps.", at_least(1))
-    width: int = option(32, "Channels of the first encoder conv.", at_least(4))
-    latent_dim: int = option(256, "Size of the shared latent vector.", at_least(8))
     cpus_per_worker: float = common.cpus_per_worker("CPUs each worker reserves.")
     device_cache_gb: float | None = option(
         None,
@@ -101,6 +176,17 @@ class TrainConfig:
             self.fail_at_step,
             "must be in [0, steps)",
         )
+        if self.model == "original":
+            for name in DFL_SIZE_FIELDS:
+                value = getattr(self, name)
+                require(value is None, name, value, "sizes --model df or liae, not original")
+        else:
+            require(
+                self.width == DEFAULT_WIDTH,
+                "width",
+                self.width,
+                f"sizes --model original; size {self.model} with --encoder-dims/--decoder-dims",
+            )
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ Each rank builds the model, restores the latest checkpoint Ray Train hands it, m
 its device (channels_last on GPU), wraps it in DDP, builds the optimizer there (fused Adam
 on CUDA), optionally compiles it, opens its feeds of a and b (`pipelines.train.feed`),
 then steps: augment on the device -> forward (bf16 autocast on GPU) -> float32 losses ->
-backward -> step. Nothing waits for the device inside a step; every `--log-every` steps
-(and before every checkpoint) the ranks read their losses and agree, with one all-reduce,
-on the first step whose loss was not finite; if there is one, every rank stops there.
+backward -> step -> update the weight average. The recipe's phases (`ops.recipe`: the
+learning rate, the random warp on or off) are functions of the step, so a restored rank
+picks up where the checkpoint left off; the weight average is restored from it.
+Nothing waits for the device inside a step; every `--log-every` steps (and before every
+checkpoint) the ranks read their losses and agree, with one all-reduce, on the first step
+whose loss was not finite; if there is one, every rank stops there.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ray.train import Checkpoint
 from ops import storage
 from ops.augment import augment_batch
 from ops.checkpoint import (
+    EMA_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
     load_state,
@@ -34,6 +38,7 @@ from ops.checkpoint import (
 )
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.preview import encode_png, preview_grid
+from ops.recipe import Recipe, make_ema, set_lr, unwarp, update_ema
 from ops.train_step import (
     NO_BAD_STEP,
     LossWindow,
@@ -43,6 +48,7 @@ from ops.train_step import (
     train_step,
 )
 from pipelines.config import TrainConfig
+from pipelines.config.train import DFL_SIZE_FIELDS
 from pipelines.train.feed import open_feeds
 
 METRICS_FILE = "metrics.jsonl"
@@ -50,7 +56,27 @@ FAIL_MARKER = ".fail_at_step_done"
 
 
 def model_config_of(cfg: TrainConfig) -> ModelConfig:
-    return ModelConfig(resolution=cfg.resolution, width=cfg.width, latent_dim=cfg.latent_dim)
+    """The model the flags ask for; sizes not given take the family's defaults."""
+    if cfg.model == "original":
+        sizes = {"width": cfg.width}
+    else:
+        sizes = {name: getattr(cfg, name) or 0 for name in DFL_SIZE_FIELDS}
+    return ModelConfig(
+        model=cfg.model, resolution=cfg.resolution, latent_dim=cfg.latent_dim or 0, **sizes
+    )
+
+
+def recipe_of(cfg: TrainConfig) -> Recipe:
+    """The phases of the run (learning rate, warp, weight average) from its flags."""
+    return Recipe(
+        steps=cfg.steps,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        lr_decay=cfg.lr_decay,
+        lr_floor=cfg.lr_floor,
+        warp_off_share=cfg.warp_off_share,
+        ema_decay=cfg.ema_decay,
+    )
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -86,15 +112,20 @@ class MetricsLog:
         storage.write_bytes_atomic(self.path, payload)
 
 
-def restore_state(model: SwapAutoencoder) -> tuple[int, dict | None]:
-    """Load the latest checkpoint's weights into `model`; return (step, optimizer state)."""
+def restore_state(model: SwapAutoencoder) -> tuple[int, dict | None, dict | None]:
+    """Load the latest checkpoint's weights into `model`.
+
+    Returns (step, optimizer state, weight-average state or None when it has none).
+    """
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0, None
+        return 0, None, None
     with checkpoint.as_directory() as directory:
         model.load_state_dict(load_state(directory, MODEL_FILE))
         optimizer_state = load_state(directory, OPTIMIZER_FILE)
-        return int(read_checkpoint_config(directory)["step"]), optimizer_state
+        has_ema = storage.exists(storage.join(directory, EMA_FILE))
+        ema_state = load_state(directory, EMA_FILE) if has_ema else None
+        return int(read_checkpoint_config(directory)["step"]), optimizer_state, ema_state
 
 
 def first_bad_step(window: LossWindow, world: int) -> int | None:
@@ -122,8 +153,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     # [1] build the model and restore the latest checkpoint (worker retry or rerun)
     raw_model = SwapAutoencoder(model_config_of(cfg))
-    step, optimizer_state = restore_state(raw_model)
+    step, optimizer_state, ema_state = restore_state(raw_model)
     start_step = step
+    recipe = recipe_of(cfg)
 
     # [2] prepare the model: device, DDP (gloo on CPU, NCCL on GPU), optimizer on the device
     device = ray.train.torch.get_device()
@@ -138,6 +170,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)  # casts the state onto the device
     autocast = autocast_dtype_for(cfg.precision, cfg.gpu)
+    ema = make_ema(raw_model) if recipe.ema_decay > 0 else None  # on the device, like the model
+    if ema is not None and ema_state is not None:
+        ema.load_state_dict(ema_state)  # else the average starts from the weights
 
     # [3] shard the datasets: each worker holds (or streams) its own part of a and of b
     generator = _generator(device, cfg.seed, rank, start_step)
@@ -156,12 +191,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             raw = {side: feeds[side].next() for side in ("a", "b")}
             data_s += time.perf_counter() - t_data
             batches = [augment_batch(*raw[s], config["coverage"], generator) for s in "ab"]
+            if not recipe.warp_at(step):
+                batches = [unwarp(batch) for batch in batches]
             if channels_last:  # NHWC inputs for NHWC weights
                 for batch in batches:
                     batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
             _maybe_poison(cfg, step, rank, world, batches[0])
-            window.add(train_step(step_model, optimizer, *batches, autocast), step + 1)
+            set_lr(optimizer, recipe.lr_at(step))
+            window.add(train_step(step_model, optimizer, *batches, autocast, cfg.loss), step + 1)
             step += 1
+            if ema is not None:
+                update_ema(ema, raw_model, recipe.ema_decay_at(step))
             window_steps += 1
             log_now = step % cfg.log_every == 0 or step == cfg.steps
             save_now = step % cfg.save_every == 0 or step == cfg.steps
@@ -177,6 +217,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     **window.read(),
                     "images_per_s": images_per_step * window_steps / elapsed,
                     "data_wait_fraction": data_s / elapsed,
+                    "lr": recipe.lr_at(step - 1),
+                    "warp": recipe.warp_at(step - 1),
                     "time": time.time(),
                 }
                 del last["loss"]
@@ -186,7 +228,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
             # [4] report to Ray Train only with a checkpoint: each report can block ~2 s
             if save_now:
-                _report_checkpoint(cfg, config, raw_model, optimizer, step, rank, last, log)
+                models = (raw_model, ema)
+                _report_checkpoint(cfg, config, models, optimizer, step, rank, last, log)
     finally:
         for feed in feeds.values():
             feed.close()
@@ -205,18 +248,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 def _report_checkpoint(
     cfg: TrainConfig,
     config: dict[str, Any],
-    model: SwapAutoencoder,
+    models: tuple[SwapAutoencoder, SwapAutoencoder | None],
     optimizer: torch.optim.Optimizer,
     step: int,
     rank: int,
     metrics: dict[str, float],
     log: MetricsLog | None,
 ) -> None:
-    """Every rank reports; rank 0 attaches the checkpoint directory."""
+    """Every rank reports; rank 0 attaches the checkpoint directory.
+
+    models: the trained model and its weight average (or None); the preview shows the
+    average when there is one, as render will.
+    """
+    model, ema = models
     with tempfile.TemporaryDirectory(prefix="rayswap-ckpt-") as directory:
         checkpoint = None
         if rank == 0:
-            preview = encode_png(preview_grid(model, config["preview_a"], config["preview_b"]))
+            shown = ema if ema is not None else model
+            preview = encode_png(preview_grid(shown, config["preview_a"], config["preview_b"]))
             save_checkpoint(
                 directory,
                 model,
@@ -226,6 +275,7 @@ def _report_checkpoint(
                 optimizer=optimizer,
                 train_config=config["train"],
                 preview_png=preview,
+                ema=ema,
             )
             storage.write_bytes_atomic(storage.join(cfg.out, "preview.png"), preview)
             if log is not None:

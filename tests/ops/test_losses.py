@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from ops.align import template_landmarks
 from ops.augment import augment_batch
-from ops.losses import face_region_mask, feature_regions, masked_ssim_l1, ssim_map
+from ops.losses import (
+    dfl_swap_loss,
+    dssim_windows,
+    face_region_mask,
+    feature_regions,
+    masked_ssim_l1,
+    multi_window_dssim,
+    side_loss,
+    ssim_map,
+)
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.train_step import make_optimizer, train_step
 
@@ -103,3 +114,44 @@ def test_twenty_train_steps_on_a_fixed_batch_lower_the_loss():
     optimizer = make_optimizer(model, 1e-3)
     losses = [train_step(model, optimizer, batch, batch)[0].item() for _ in range(20)]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_dssim_windows_scale_with_the_resolution_and_stay_odd():
+    assert dssim_windows(64) == (5, 3) and dssim_windows(128) == (11, 5)
+    assert dssim_windows(256) == (23, 11)
+    assert all(w % 2 == 1 for r in (64, 128, 256) for w in dssim_windows(r))
+
+
+def test_two_window_dssim_is_zero_for_equal_images_and_grows_with_noise():
+    generator = torch.Generator().manual_seed(0)
+    target = F.avg_pool2d(torch.rand(2, 3, 68, 68, generator=generator), 5, 1)  # (2, 3, 64, 64)
+    weight = torch.ones(2, 1, 64, 64)
+    windows = dssim_windows(64)
+    assert float(multi_window_dssim(target, target, weight, windows)) == pytest.approx(0, abs=1e-6)
+    noise = torch.randn(target.shape, generator=generator)
+    losses = [
+        float(multi_window_dssim((target + s * noise).clamp(0, 1), target, weight, windows))
+        for s in (0.01, 0.05, 0.2)
+    ]
+    assert 0 < losses[0] < losses[1] < losses[2] <= 1
+    fine, coarse = (
+        float(multi_window_dssim(target + 0.05 * noise, target, weight, (w,))) for w in windows
+    )
+    assert losses[1] == pytest.approx((fine + coarse) / 2, rel=1e-3)
+
+
+def test_dfl_swap_loss_is_zero_for_a_perfect_reconstruction_and_weighs_the_eyes():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 64, 64)
+    face = torch.from_numpy(face_region_mask(64, 1.5).copy()).expand(2, 1, 64, 64)
+    landmarks = torch.from_numpy(np.stack([template_landmarks(64).reshape(-1)] * 2))
+    features = feature_regions(landmarks, 64)
+    assert float(dfl_swap_loss(target, face, target, face, features)) == pytest.approx(0, abs=1e-5)
+    off = torch.zeros_like(target)
+    off[:, :, 40:, :] = 0.2  # the same error in the lower half (mouth) ...
+    in_mouth = float(dfl_swap_loss(target + off, face, target, face, features))
+    no_regions = float(dfl_swap_loss(target + off, face, target, face, torch.zeros_like(features)))
+    assert in_mouth > no_regions > 0  # ... costs more where the mouth region is
+    assert float(side_loss("dfl", target + off, face, target, face, features)) == in_mouth
+    with pytest.raises(ValueError, match="loss must be one of"):
+        side_loss("l2", target, face, target, face, features)

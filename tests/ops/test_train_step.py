@@ -1,4 +1,5 @@
-"""Mixed precision that learns (bf16 autocast on CPU stands in for the GPU), loss windows."""
+"""Mixed precision that learns (bf16 autocast on CPU stands in for the GPU), loss windows,
+and every model family and loss learning."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ops.align import align_face, transform_points
+from ops.align import align_face, template_landmarks, transform_points
 from ops.augment import augment_batch
 from ops.detect import RetinaFaceDetector
+from ops.losses import LOSSES
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.train_step import (
     LossWindow,
@@ -157,3 +159,19 @@ def test_autocast_dtype_for_resolves_each_precision():
     assert autocast_dtype_for("fp32", gpu=True) is None
     with pytest.raises(ValueError, match="precision"):
         autocast_dtype_for("fp16", gpu=True)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("family", ("df", "liae"))
+def test_a_few_train_steps_lower_the_loss_of_each_dfl_family(family, loss):
+    torch.manual_seed(0)
+    faces = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    landmarks = torch.from_numpy(np.stack([template_landmarks(64).reshape(-1)] * 2))
+    batch_a = augment_batch(faces, landmarks, 1.5, torch.Generator().manual_seed(0))
+    batch_b = augment_batch(faces.flip(2), landmarks, 1.5, torch.Generator().manual_seed(1))
+    sizes = {"encoder_dims": 8, "decoder_dims": 8, "mask_dims": 4, "latent_dim": 32}
+    model = SwapAutoencoder(ModelConfig(model=family, **sizes))
+    optimizer = make_optimizer(model, 1e-3)
+    losses = [train_step(model, optimizer, batch_a, batch_b, None, loss) for _ in range(15)]
+    first, last = losses[0], losses[-1]
+    assert last[0] < 0.8 * first[0] and last[1] < first[1] and last[2] < first[2]

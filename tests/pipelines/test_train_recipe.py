@@ -1,0 +1,103 @@
+"""`rayswap train` flags of the model family and the recipe: what they build, what they refuse,
+and a resume into a run of another model. No Ray needed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ops.checkpoint import save_checkpoint
+from ops.model import DFL_DIMS, LATENT_DIMS, ModelConfig, SwapAutoencoder
+from pipelines.cli import app
+from pipelines.config import TrainConfig
+from pipelines.train.data import check_resume
+from pipelines.train.worker import model_config_of, recipe_of
+
+runner = CliRunner()
+
+
+def train_config(tmp_path, **overrides) -> TrainConfig:
+    fields = dict(a=str(tmp_path / "a"), b=str(tmp_path / "b"), out=str(tmp_path / "out"))
+    return TrainConfig(**{**fields, **overrides})
+
+
+def test_default_flags_build_todays_model_and_a_constant_recipe(tmp_path):
+    cfg = train_config(tmp_path)
+    assert model_config_of(cfg) == ModelConfig(resolution=64, width=32, latent_dim=256)
+    recipe = recipe_of(cfg)
+    assert {recipe.lr_at(step) for step in range(cfg.steps)} == {cfg.lr}
+    assert all(recipe.warp_at(step) for step in range(cfg.steps))
+    assert recipe.ema_decay == 0 and cfg.loss == "classic"
+
+
+@pytest.mark.parametrize("family", ("df", "liae"))
+def test_model_flags_build_each_family_with_its_defaults(tmp_path, family):
+    built = model_config_of(train_config(tmp_path, model=family, resolution=128))
+    assert built.model == family and built.resolution == 128
+    assert built.encoder_dims == DFL_DIMS["encoder_dims"]
+    assert built.latent_dim == LATENT_DIMS[family]
+    sized = model_config_of(
+        train_config(tmp_path, model=family, encoder_dims=8, decoder_dims=6, mask_dims=3)
+    )
+    assert (sized.encoder_dims, sized.decoder_dims, sized.mask_dims) == (8, 6, 3)
+
+
+def test_recipe_flags_reach_the_recipe(tmp_path):
+    cfg = train_config(
+        tmp_path, steps=100, warmup_steps=10, lr_decay="cosine", warp_off_share=0.2, ema_decay=0.99
+    )
+    recipe = recipe_of(cfg)
+    assert recipe.lr_at(0) == pytest.approx(cfg.lr / 10) and recipe.lr_at(99) < cfg.lr
+    assert recipe.warp_at(79) and not recipe.warp_at(80)
+    assert recipe.ema_decay == 0.99
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"model": "df", "width": 64}, "--width"),
+        ({"encoder_dims": 16}, "--encoder-dims"),
+        ({"model": "liae", "mask_dims": 1}, "--mask-dims"),
+        ({"model": "h128"}, "--model"),
+        ({"loss": "l2"}, "--loss"),
+        ({"lr_decay": "step"}, "--lr-decay"),
+        ({"warp_off_share": 1.0}, "--warp-off-share"),
+        ({"ema_decay": 1.0}, "--ema-decay"),
+        ({"warmup_steps": -1}, "--warmup-steps"),
+    ],
+)
+def test_train_config_refuses_bad_model_and_recipe_flags(tmp_path, overrides, named):
+    with pytest.raises(ValueError, match=named):
+        train_config(tmp_path, **overrides)
+
+
+def test_cli_bad_model_flag_exits_2_naming_it(no_ray, tmp_path):
+    args = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
+    args += ["--out", str(tmp_path / "out"), "--model", "df", "--width", "64"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 2 and "--width" in result.output
+
+
+def _save(out, cfg: ModelConfig) -> None:
+    torch.manual_seed(0)
+    save_checkpoint(str(out / "train" / "checkpoint_00000002"), SwapAutoencoder(cfg), 2, 1.5, 64)
+
+
+def test_resume_into_a_run_of_another_family_is_refused_naming_model(tmp_path):
+    _save(tmp_path / "out", ModelConfig(resolution=64, width=32))
+    cfg = train_config(tmp_path, model="df")
+    with pytest.raises(ValueError, match=r"--out: .*model='original'.*same --model or"):
+        check_resume(cfg, model_config_of(cfg), 1.5)
+    check_resume(train_config(tmp_path), model_config_of(train_config(tmp_path)), 1.5)
+
+
+def test_resume_with_other_dims_is_refused_naming_the_dims_flag(tmp_path):
+    _save(tmp_path / "out", ModelConfig(model="liae", encoder_dims=4, decoder_dims=4, mask_dims=2))
+    cfg = train_config(tmp_path, model="liae", encoder_dims=4, decoder_dims=8, mask_dims=2)
+    with pytest.raises(
+        ValueError, match=r"decoder_dims=4 \(expected 8\); resume with the same --decoder-dims or"
+    ):
+        check_resume(cfg, model_config_of(cfg), 1.5)
+    same = train_config(tmp_path, model="liae", encoder_dims=4, decoder_dims=4, mask_dims=2)
+    check_resume(same, model_config_of(same), 1.5)
