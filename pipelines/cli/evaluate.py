@@ -77,7 +77,8 @@ def evaluate(cfg: EvaluateConfig) -> None:
     distance to the source's faces minus distance to the target's (> 0 is the target).
     pose_error: landmark distance output vs source ÷ eye distance (0 = same pose).
     jitter: landmark shake of the output ÷ that of the source (1 = none added). seam_dE:
-    colour step the paste adds at the edge of the face (CIE76 delta E; about 2.3 is just noticeable).
+    colour step the paste adds at the edge of the face (CIE76 delta E; about 2.3 is just
+    noticeable).
     Needs the eval extra: pip install 'rayswap[eval]'.
     """
     from pipelines.evaluate.driver import prepare_evaluate, run_evaluate
