@@ -115,13 +115,14 @@ def test_decide_watermark_with_one_or_two_frames_is_marked_or_undecided() -> Non
 def test_watermark_survives_crf28_half_size_and_crop(detector, tmp_path) -> None:
     source = str(shared_video("person_d__liveportrait_d18.mp4"))  # allowed render target
     fps = frame_rate_of(source)
-    frames = [frame for _, _, frame in iter_frames(source, stop=96)]
+    # 24 frames: the attacked copy still scores about 8 where the threshold is 4.5
+    frames = [frame for _, _, frame in iter_frames(source, stop=24)]
     marked = _mark(frames, detector)
     mse = np.mean(
         [np.mean((a.astype(float) - b) ** 2) for a, b in zip(frames, marked, strict=True)]
     )
     assert 10 * np.log10(255**2 / mse) > 45.0  # PSNR of the mark alone, in dB
-    cfg = VerifyConfig(videos=("x",), max_frames=48)
+    cfg = VerifyConfig(videos=("x",), max_frames=24)
     reencoded = verify_video(_encode(marked, str(tmp_path / "crf28.mp4"), fps, 28), detector, cfg)
     attacked = verify_video(_attack(marked, str(tmp_path / "attacked.mp4"), fps), detector, cfg)
     original = verify_video(_attack(frames, str(tmp_path / "original.mp4"), fps), detector, cfg)
