@@ -14,8 +14,8 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
-EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity", "evaluate")
-ONE_RAY = ("gpu", "node")  # their commands run in this process on `media.one_ray()`
+EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity", "evaluate", "quality")
+ONE_RAY = ("gpu", "node", "quality")  # their commands run in this process on `media.one_ray()`
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,22 +48,56 @@ class AugmentConfig:
 
 
 def load_face(
-    payload: bytes, landmarks_frame: np.ndarray, affine: Affine, resolution: int
+    payload: bytes,
+    landmarks_frame: np.ndarray,
+    affine: Affine,
+    resolution: int,
+    zoom: float = 1.0,
 ) -> tuple[Frame, np.ndarray]:
     """Decode crop bytes and resize to `resolution`; map the frame landmarks into it.
 
+    zoom >= 1 keeps only the centre 1/zoom of the crop (the model's own coverage is the
+    crop's divided by `zoom`: the alignment template scales about the crop centre, so the
+    result is the crop `align_face` makes at that coverage).
     Returns the (R, R, 3) uint8 face and its (5, 2) float32 landmarks in its pixels.
-    Raises ValueError for bytes that are not an image.
+    Raises ValueError for bytes that are not an image, or a zoom below 1.
     """
     crop = decode_crop(payload)
     if crop.shape[0] != crop.shape[1]:
         raise ValueError(f"face crop must be square, got {crop.shape}")
+    if zoom < 1.0 - 1e-6:
+        raise ValueError(f"zoom must be >= 1 (a centre region of the crop), got {zoom}")
     landmarks_crop = transform_points(np.asarray(landmarks_frame).reshape(5, 2), affine)
+    if zoom > 1.0 + 1e-6:
+        return _centre_region(crop, landmarks_crop, resolution, zoom)
     landmarks_crop *= resolution / crop.shape[0]
     if crop.shape[0] != resolution:
         interpolation = cv2.INTER_AREA if crop.shape[0] > resolution else cv2.INTER_CUBIC
         crop = cv2.resize(crop, (resolution, resolution), interpolation=interpolation)
     return crop, landmarks_crop.astype(np.float32)
+
+
+def _centre_region(
+    crop: Frame, landmarks_crop: np.ndarray, resolution: int, zoom: float
+) -> tuple[Frame, np.ndarray]:
+    """The centre 1/zoom of `crop` at `resolution`, with its landmarks (one interpolation).
+
+    In continuous crop coordinates (a pixel spans [i, i + 1]) u -> ((u / N - 0.5) zoom
+    + 0.5) R, the same map as the alignment template's; cv2 samples pixel centres.
+    """
+    scale = resolution * zoom / crop.shape[0]
+    shift = resolution * (1.0 - zoom) / 2.0
+    points = landmarks_crop * scale + shift
+    offset = 0.5 * scale - 0.5 + shift  # pixel centres: x_d + 0.5 = (x_s + 0.5) s + shift
+    matrix = np.array([[scale, 0.0, offset], [0.0, scale, offset]], np.float32)
+    face = cv2.warpAffine(
+        crop,
+        matrix,
+        (resolution, resolution),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT101,
+    )
+    return face, points.astype(np.float32)
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator, device: torch.device):

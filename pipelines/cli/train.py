@@ -53,6 +53,11 @@ def train(cfg: TrainConfig) -> None:
         f"train: steps {summary.started_from} -> {summary.step} in {summary.seconds:.1f} s"
         + (f", loss_a {m['loss_a']:.4f}, loss_b {m['loss_b']:.4f}" if m else "")
     )
+    if cfg.max_train_s is not None and summary.step < cfg.steps:
+        typer.echo(
+            f"stopped: --max-train-s {cfg.max_train_s:g} reached at step {summary.step} of "
+            f"{cfg.steps}; rerun to go on"
+        )
     if summary.resumed_from != summary.started_from:
         typer.echo(
             f"recovered: a worker failed; training went on from the checkpoint of step "

@@ -56,6 +56,14 @@ class TrainConfig:
     resolution: int = option(
         64, "Model input side in px: 64, 128 or 256.", one_of_lazy("ops.model", "RESOLUTIONS")
     )
+    coverage: float | None = option(
+        None,
+        "Face crop the model sees, as extract's --coverage (smaller: the face fills more of "
+        "the model's pixels): a centre region of the extracted crops, at most their "
+        "coverage. Render aligns new faces the same way. Default: the faces' own.",
+        (lambda v: v is None or 0.5 <= v <= 4.0, "must be in [0.5, 4]"),
+        show_default=False,
+    )
     model: str = option(
         DEFAULT_MODEL,
         "Model family. original: the classic faceswap autoencoder (sized by --width). df: "
@@ -93,6 +101,14 @@ class TrainConfig:
     )
     batch_size: int = option(16, "Faces per identity per worker per step.", at_least(1))
     steps: int = option(1000, "Total optimisation steps (a rerun goes on).", at_least(1))
+    max_train_s: float | None = option(
+        None,
+        "Stop after this many seconds of training in this run (at the next --log-every "
+        "step, with a checkpoint there), even before --steps. The phases still follow "
+        "--steps. Default: no limit.",
+        (lambda v: v is None or v > 0, "must be > 0"),
+        show_default=False,
+    )
     lr: float = option(
         1e-4,
         "Adam learning rate (the peak, with --warmup-steps / --lr-decay).",

@@ -104,17 +104,21 @@ def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None
     if abs(float(config["coverage"]) - coverage) > 1e-4:
         raise ValueError(
             f"--out: checkpoint {latest} was trained on faces of coverage {config['coverage']}, "
-            f"these faces have {coverage}"
+            f"this run's model sees coverage {coverage} (--coverage, else the faces')"
         )
 
 
-def decode_faces(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.ndarray]:
+def decode_faces(
+    batch: dict[str, np.ndarray], resolution: int, coverage: float | None = None
+) -> dict[str, np.ndarray]:
     """Ray Data UDF: crop bytes -> (N, R, R, 3) uint8 faces, (N, 10) crop landmarks, coverage.
+
+    coverage: the model's (--coverage), a centre region of each crop; None keeps the crop's.
 
     Rows with an extract error or an undecodable image are left out; the driver counts
     them as rows read minus rows decoded.
     """
-    faces, landmarks, coverage = [], [], []
+    faces, landmarks, coverages = [], [], []
     for payload, points, affine, cov, error in zip(
         batch[schema.IMAGE],
         batch[schema.LANDMARKS],
@@ -125,19 +129,20 @@ def decode_faces(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.
     ):
         if error is not None or payload is None:
             continue
+        zoom = 1.0 if coverage is None else float(cov) / coverage
         try:
             face, points_crop = load_face(
-                payload, np.asarray(points), np.asarray(affine).reshape(2, 3), resolution
+                payload, np.asarray(points), np.asarray(affine).reshape(2, 3), resolution, zoom
             )
         except ValueError:  # corrupt image bytes: skip, counted by the driver
             continue
         faces.append(face)
         landmarks.append(points_crop.reshape(-1))
-        coverage.append(cov)
+        coverages.append(cov if coverage is None else coverage)
     return {
         "face": np.stack(faces) if faces else np.zeros((0, resolution, resolution, 3), np.uint8),
         "landmarks": np.asarray(landmarks, np.float32).reshape(-1, 10),
-        "coverage": np.asarray(coverage, np.float32),
+        "coverage": np.asarray(coverages, np.float32),
     }
 
 
@@ -152,7 +157,7 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
             columns=READ_COLUMNS,
         )
         .map_batches(
-            functools.partial(decode_faces, resolution=cfg.resolution),
+            functools.partial(decode_faces, resolution=cfg.resolution, coverage=cfg.coverage),
             batch_format="numpy",
             batch_size=64,
         )

@@ -96,10 +96,21 @@ def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
             f"--b: faces were extracted with coverage {infos['b'].coverage}, but --a with "
             f"{infos['a'].coverage}; extract both identities with the same --coverage"
         )
-    check_resume(cfg, model_config_of(cfg), infos["a"].coverage)
+    faces_coverage = infos["a"].coverage
+    if cfg.coverage is not None and cfg.coverage > faces_coverage + 1e-4:
+        raise ValueError(
+            f"--coverage: {cfg.coverage:g} is wider than the faces' coverage {faces_coverage:g}; "
+            f"give at most {faces_coverage:g}, or extract with --coverage {cfg.coverage:g}"
+        )
+    check_resume(cfg, model_config_of(cfg), model_coverage(cfg, infos["a"]))
     if runs_local(cfg.address):
         check_resources(cfg, float(os.cpu_count() or 1), _local_gpus())  # before Ray starts
     return infos
+
+
+def model_coverage(cfg: TrainConfig, info: FacesInfo) -> float:
+    """The coverage of the model's input: --coverage, else that of the extracted faces."""
+    return info.coverage if cfg.coverage is None else float(cfg.coverage)
 
 
 def _storage_args(out: str) -> dict[str, Any]:
@@ -155,7 +166,7 @@ def run_train(
             "train": asdict(cfg),
             "preview_a": previews["a"],
             "preview_b": previews["b"],
-            "coverage": infos["a"].coverage,
+            "coverage": model_coverage(cfg, infos["a"]),  # what the model sees; render too
             "size": infos["a"].size,
             "rows": {side: info.decoded - cfg.preview_faces for side, info in infos.items()},
         },

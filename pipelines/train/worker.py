@@ -137,6 +137,14 @@ def first_bad_step(window: LossWindow, world: int) -> int | None:
     return None if step == NO_BAD_STEP else step
 
 
+def agreed(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank when it is True on any (one all-reduce on the training device)."""
+    value = torch.tensor([float(flag)], device=device)
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def _generator(device: torch.device, seed: int, rank: int, start_step: int) -> torch.Generator:
     """A device generator that differs per rank and per resume point."""
     mixed = hashlib.sha256(f"{seed}/{rank}/{start_step}".encode()).digest()
@@ -183,9 +191,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     images_per_step = 2 * cfg.batch_size * world
     window, last = LossWindow(device), {}
     started, data_s, window_steps = time.perf_counter(), 0.0, 0
-    bad_step = None
+    deadline = None if cfg.max_train_s is None else started + cfg.max_train_s
+    bad_step, out_of_time = None, False
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not out_of_time:
             _maybe_fail(cfg, step, rank, world)
             t_data = time.perf_counter()
             raw = {side: feeds[side].next() for side in ("a", "b")}
@@ -207,6 +216,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             save_now = step % cfg.save_every == 0 or step == cfg.steps
             if not (log_now or save_now):
                 continue
+            if log_now and deadline is not None:  # --max-train-s: all ranks stop together
+                out_of_time = agreed(time.perf_counter() >= deadline, world, device)
+                save_now = save_now or out_of_time
             bad_step = first_bad_step(window, world)
             if bad_step is not None:
                 break

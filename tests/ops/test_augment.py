@@ -105,3 +105,23 @@ def test_load_face_maps_frame_landmarks_into_the_resized_crop():
     assert np.allclose(landmarks, landmarks_crop_128 / 2, atol=1e-3)
     with pytest.raises(ValueError):
         load_face(b"junk", landmarks_frame, affine, 64)
+
+
+def test_load_face_zoom_is_the_crop_align_face_makes_at_the_smaller_coverage():
+    """The model's own coverage: a centre region of extract's crop, landmarks mapped."""
+    from ops.align import align_face, transform_points
+    from ops.quality import encode_crop
+    from ops.samples import portrait
+    from tests.pipelines.faces_data import PORTRAIT_LANDMARKS
+
+    frame = portrait("a")
+    landmarks = np.asarray(PORTRAIT_LANDMARKS["a"], np.float32)
+    crop, affine = align_face(frame, landmarks, 128, 1.5)
+    face, points = load_face(encode_crop(crop, "png"), landmarks, affine, 64, zoom=1.5 / 1.1)
+    want, want_affine = align_face(frame, landmarks, 64, 1.1)
+    assert np.abs(points - transform_points(landmarks, want_affine)).max() < 1e-3
+    assert np.abs(face.astype(int) - want.astype(int)).mean() < 6.0  # resampled once more
+    wider, _ = align_face(frame, landmarks, 64, 1.5)
+    assert np.abs(face.astype(int) - wider.astype(int)).mean() > 15.0  # not the full crop
+    with pytest.raises(ValueError, match="zoom must be >= 1"):
+        load_face(encode_crop(crop, "png"), landmarks, affine, 64, zoom=0.5)
