@@ -38,12 +38,23 @@ PEOPLE = {"a": "person_a__mead_M030_front", "b": "person_b__mead_W009_front"}
 FRAME = 50  # the frame shown side by side
 METRICS = ("id_retrieval", "id_margin", "pose_error", "jitter", "seam")
 
+# The phases of a recipe (warm-up, decay, warp off for the last share) follow --steps, so
+# each recipe first trains CALIBRATE_STEPS steps to measure its s/step; --steps is then
+# the budget's worth of steps, and --max-train-s the budget itself.
+PHASES = ["--warmup-steps", "100", "--lr-decay", "cosine", "--warp-off-share", "0.2"]
+DFL = ["--loss", "dfl", *PHASES, "--ema-decay", "0.999", "--coverage", "1.1", "--lr", "3e-4"]
 # name -> `rayswap train` flags; "today" is the model and recipe before the model family
 RECIPES: dict[str, list[str]] = {
     "today": ["--model", "original"],
+    "original+recipe": ["--model", "original", *DFL],
+    "df": ["--model", "df", *DFL],
+    "liae": ["--model", "liae", *DFL],
+    "df-classic": ["--model", "df", "--coverage", "1.1"],
 }
-DEFAULT_RECIPES = ("today",)
-TINY_MODEL = ["--width", "8", "--latent-dim", "32"]
+DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
+CALIBRATE_STEPS = 30
+TINY_MODEL = {"original": ["--width", "8", "--latent-dim", "32"]}
+TINY_DFL = ["--encoder-dims", "4", "--decoder-dims", "4", "--mask-dims", "2"]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -93,27 +104,47 @@ def extract(args: argparse.Namespace, work: Path) -> dict[str, str]:
     return {side: str(work / "faces" / "faces" / side) for side in PEOPLE}
 
 
+def _train_flags(args: argparse.Namespace, recipe: str, faces: dict[str, str], out: Path) -> list:
+    flags = ["train", "--a", faces["a"], "--b", faces["b"], "--out", str(out)]
+    flags += ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
+    flags += ["--cpus-per-worker", str(os.cpu_count() or 1), *RECIPES[recipe]]
+    if args.tiny:
+        model = RECIPES[recipe][RECIPES[recipe].index("--model") + 1]
+        flags += TINY_MODEL.get(model, TINY_DFL)
+    return [*flags, *(["--gpu"] if args.gpu else [])]
+
+
+def _seconds_per_step(lines: list[dict]) -> float | None:
+    """Training seconds per step between the first and the last metrics line."""
+    if len(lines) < 2 or lines[-1]["step"] == lines[0]["step"]:
+        return None
+    return (lines[-1]["time"] - lines[0]["time"]) / (lines[-1]["step"] - lines[0]["step"])
+
+
+def calibrate(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> int:
+    """Steps of `recipe` that fit the budget, from CALIBRATE_STEPS steps timed alone."""
+    out = work / "calibrate" / recipe
+    flags = _train_flags(args, recipe, faces, out)
+    steps = ["--steps", str(CALIBRATE_STEPS), "--log-every", "5", "--save-every", "1000"]
+    run_rayswap([*flags, *steps], timeout_s=1800)
+    per_step = _seconds_per_step([json.loads(line) for line in open(out / "metrics.jsonl")])
+    return max(CALIBRATE_STEPS, int(args.budget_s / per_step)) if per_step else 1000
+
+
 def train(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> dict:
     """One recipe for the budget; its checkpoint folder, steps reached and s/step."""
     out = work / "train" / recipe
-    flags = ["train", "--a", faces["a"], "--b", faces["b"], "--out", str(out)]
-    flags += ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
-    flags += ["--steps", "1000000", "--max-train-s", f"{args.budget_s:g}", "--log-every", "20"]
-    flags += ["--save-every", "1000000", "--cpus-per-worker", str(os.cpu_count() or 1)]
-    flags += [
-        *RECIPES[recipe],
-        *(TINY_MODEL if args.tiny else []),
-        *(["--gpu"] if args.gpu else []),
-    ]
+    planned = 12 if args.tiny else calibrate(args, recipe, faces, work)
+    flags = _train_flags(args, recipe, faces, out)
+    flags += ["--steps", str(planned), "--max-train-s", f"{args.budget_s:g}", "--log-every"]
+    flags += ["4" if args.tiny else "20", "--save-every", str(planned)]
     _, seconds = run_rayswap(flags, timeout_s=args.budget_s + 1800)
     lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    steps = int(lines[-1]["step"]) if lines else 0
-    trained_s = lines[-1]["time"] - lines[0]["time"] if len(lines) > 1 else 0.0
-    span = steps - int(lines[0]["step"]) if lines else 0
     return {
         "checkpoint": str(out),
-        "steps": steps,
-        "s_per_step": trained_s / span if span else None,
+        "planned_steps": planned,
+        "steps": int(lines[-1]["step"]) if lines else 0,
+        "s_per_step": _seconds_per_step(lines),
         "command_s": seconds,
         "loss": (lines[-1]["loss_a"] + lines[-1]["loss_b"]) / 2 if lines else None,
     }

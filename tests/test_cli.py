@@ -107,11 +107,14 @@ def test_bad_invocation_exits_2_naming_the_flag_before_ray(no_ray, args, flag):
     assert flag.lower() in result.output.lower()
 
 
-def test_extract_gpu_on_a_machine_without_cuda_exits_2_before_ray(no_ray, tmp_path):
+def test_extract_gpu_on_a_machine_without_cuda_exits_2_before_ray(no_ray, tmp_path, monkeypatch):
+    import ray
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: --gpu is a valid request here")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # a command's own process
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x")
     result = runner.invoke(app, ["extract", str(clip), "--out", str(tmp_path / "o"), "--gpu"])

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ops import schema
-from pipelines.evaluate import driver as evaluate_stage
 from pipelines.cli import app
 from pipelines.cli.evaluate import metrics_table
+from pipelines.evaluate import driver as evaluate_stage
 from tests.pipelines.faces_data import write_faces
 
 runner = CliRunner()
