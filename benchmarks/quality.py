@@ -23,6 +23,7 @@ renders trimmed held-out clips, so a test runs the whole chain.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -69,6 +70,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpu", action="store_true", help="train and render on the GPU")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared media set")
     parser.add_argument("--tiny", action="store_true", help="seconds-long version (tests)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the faces, checkpoints and renders here (default: a temporary folder); "
+        "a rerun with the same --work skips what is already done",
+    )
     args = parser.parse_args(argv)
     args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = [name for name in args.recipes if name not in RECIPES]
@@ -97,11 +104,15 @@ def extract(args: argparse.Namespace, work: Path) -> dict[str, str]:
     """Faces of both people from the training emotions: {"a": faces folder, "b": ...}."""
     emotions = TRAIN_EMOTIONS[:1] if args.tiny else TRAIN_EMOTIONS
     rows = [f"{_clip(args.data, s, e)},{s}" for s in PEOPLE for e in emotions]
+    faces = {side: str(work / "faces" / "faces" / side) for side in PEOPLE}
+    if (work / "faces" / "extract_done.json").exists():
+        return faces
     manifest = work / "train_clips.csv"
     manifest.write_text("uri,identity\n" + "\n".join(rows) + "\n")
     flags = ["extract", str(manifest), "--out", str(work / "faces"), "--size", "128"]
     run_rayswap([*flags, *(["--every-n", "2"] if args.tiny else [])], timeout_s=3600)
-    return {side: str(work / "faces" / "faces" / side) for side in PEOPLE}
+    (work / "faces" / "extract_done.json").write_text("{}")
+    return faces
 
 
 def _train_flags(args: argparse.Namespace, recipe: str, faces: dict[str, str], out: Path) -> list:
@@ -134,13 +145,16 @@ def calibrate(args: argparse.Namespace, recipe: str, faces: dict[str, str], work
 def train(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> dict:
     """One recipe for the budget; its checkpoint folder, steps reached and s/step."""
     out = work / "train" / recipe
+    record = work / "train" / f"{recipe}.json"
+    if record.exists():
+        return json.loads(record.read_text())
     planned = 12 if args.tiny else calibrate(args, recipe, faces, work)
     flags = _train_flags(args, recipe, faces, out)
     flags += ["--steps", str(planned), "--max-train-s", f"{args.budget_s:g}", "--log-every"]
     flags += ["4" if args.tiny else "20", "--save-every", str(planned)]
     _, seconds = run_rayswap(flags, timeout_s=args.budget_s + 1800)
     lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    return {
+    run = {
         "checkpoint": str(out),
         "planned_steps": planned,
         "steps": int(lines[-1]["step"]) if lines else 0,
@@ -148,6 +162,8 @@ def train(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Pa
         "command_s": seconds,
         "loss": (lines[-1]["loss_a"] + lines[-1]["loss_b"]) / 2 if lines else None,
     }
+    record.write_text(json.dumps(run))
+    return run
 
 
 def render_and_evaluate(
@@ -158,6 +174,9 @@ def render_and_evaluate(
     for direction, side in (("a2b", "a"), ("b2a", "b")):
         out = work / "render" / recipe / direction
         inputs = [clips[side][e] for e in clips[side]]
+        if (out / "evaluation.parquet").exists():
+            rows += _evaluation_rows(out, recipe, direction)
+            continue
         flags = ["render", str(work / "train" / recipe), *inputs, "--out", str(out)]
         run_rayswap([*flags, "--direction", direction, *(["--gpu"] if args.gpu else [])])
         evaluate = ["evaluate", str(out), "--a", faces["a"], "--b", faces["b"]]
@@ -233,19 +252,38 @@ def table(rows: list[dict], runs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def write_results(args: argparse.Namespace, runs: dict, rows: list[dict], out: Path) -> None:
+    """quality.md and quality.json for what has run so far (written after every recipe)."""
+    settings = (
+        f"budget {args.budget_s:g} s per recipe, {args.resolution} px, batch {args.batch_size}"
+    )
+    lines = table(rows, runs)
+    (out / "quality.md").write_text(f"{settings}\n\n" + "\n".join(lines) + "\n")
+    result = {"settings": vars(args) | {"data": str(args.data)}, "runs": runs, "renders": rows}
+    (out / "quality.json").write_text(json.dumps(result, indent=2, default=str))
+    print(settings)
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if args.tiny:
         args.budget_s, args.resolution, args.batch_size = min(args.budget_s, 6.0), 64, 8
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rayswap-quality-") as folder, one_ray():
-        work = Path(folder)
+    with contextlib.ExitStack() as stack:
+        if args.work is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="rayswap-quality-"))
+            work = Path(folder)
+        else:
+            work = args.work
+            work.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(one_ray())
         faces = extract(args, work)
         held_out = HELD_OUT[:1] if args.tiny else HELD_OUT
         clips = {s: {e: _clip(args.data, s, e) for e in held_out} for s in PEOPLE}
         if args.tiny:
-            (work / "short").mkdir()
+            (work / "short").mkdir(exist_ok=True)
             clips = {
                 s: {e: trimmed(p, FRAME + 4, work / "short") for e, p in c.items()}
                 for s, c in clips.items()
@@ -254,14 +292,6 @@ def main(argv: list[str] | None = None) -> None:
         for recipe in args.recipes:
             runs[recipe] = train(args, recipe, faces, work)
             rows += render_and_evaluate(args, recipe, faces, clips, work)
+            write_results(args, runs, rows, out)
         side_by_side(rows, args.recipes, out / "side_by_side.png")
-    lines = table(rows, runs)
-    settings = (
-        f"budget {args.budget_s:g} s per recipe, {args.resolution} px, batch {args.batch_size}"
-    )
-    (out / "quality.md").write_text(f"{settings}\n\n" + "\n".join(lines) + "\n")
-    result = {"settings": vars(args) | {"data": str(args.data)}, "runs": runs, "renders": rows}
-    (out / "quality.json").write_text(json.dumps(result, indent=2, default=str))
-    print(settings)
-    print("\n".join(lines))
     print(f"side by side: {out / 'side_by_side.png'}")
