@@ -53,6 +53,7 @@ RECIPES: dict[str, list[str]] = {
     "df-classic": ["--model", "df", "--coverage", "1.1"],
 }
 DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
+TINY_RECIPES = ("today", "df")  # --tiny without --recipes: one of each model family
 CALIBRATE_STEPS = 30
 TINY_MODEL = {"original": ["--width", "8", "--latent-dim", "32"]}
 TINY_DFL = ["--encoder-dims", "4", "--decoder-dims", "4", "--mask-dims", "2"]
@@ -63,7 +64,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="quality-benchmark", help="folder for the results")
     parser.add_argument("--budget-s", type=float, default=1200.0, help="training s per recipe")
     parser.add_argument(
-        "--recipes", default=",".join(DEFAULT_RECIPES), help=f"of {', '.join(RECIPES)}"
+        "--recipes",
+        help=f"comma-separated, of {', '.join(RECIPES)} (default: {','.join(DEFAULT_RECIPES)}; "
+        f"with --tiny: {','.join(TINY_RECIPES)})",
     )
     parser.add_argument("--resolution", type=int, default=64, help="model input side, px")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -77,7 +80,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "a rerun with the same --work skips what is already done",
     )
     args = parser.parse_args(argv)
-    args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    given = args.recipes or ",".join(TINY_RECIPES if args.tiny else DEFAULT_RECIPES)
+    args.recipes = [name.strip() for name in given.split(",") if name.strip()]
     unknown = [name for name in args.recipes if name not in RECIPES]
     if unknown or not args.recipes:
         parser.error(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}")
