@@ -85,11 +85,13 @@ def save_checkpoint(
     train_config: dict[str, Any] | None = None,
     preview_png: bytes | None = None,
     ema: nn.Module | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Write a checkpoint directory (local or URI); config.json is written last. Returns it.
 
     ema: a module holding the moving average of `model`'s weights (same state-dict keys),
-    written as ema.pt.
+    written as ema.pt. extra: more keys of config.json (e.g. "init", "pretrain"); None
+    values are left out.
     """
     storage.write_bytes_atomic(
         storage.join(directory, MODEL_FILE), _tensor_bytes(model.state_dict())
@@ -114,6 +116,7 @@ def save_checkpoint(
         "size": int(size),
         "torch": torch.__version__,
     }
+    config.update({key: value for key, value in (extra or {}).items() if value is not None})
     payload = json.dumps(config, indent=2, sort_keys=True, default=str).encode()
     storage.write_bytes_atomic(storage.join(directory, CONFIG_FILE), payload)
     return directory

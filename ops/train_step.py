@@ -14,7 +14,7 @@ differences of blurred squares, E[x^2] - E[x]^2, which cancel catastrophically i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -69,15 +69,21 @@ def train_step(
     batch_b: Batch,
     autocast_dtype: torch.dtype | None = None,
     loss: str = "classic",
+    hold: Sequence[nn.Parameter] = (),
 ) -> torch.Tensor:
     """Forward both sides, backward, step; returns (3,) float32 [loss, loss_a, loss_b].
 
     The result stays on the batch's device (no host sync). autocast_dtype: e.g.
     torch.bfloat16 for mixed precision; None runs in float32. loss: as in `loss_fn`.
+    hold: parameters this step leaves as they are (their gradients are dropped after the
+    backward pass, which under DDP has already averaged them; Adam skips a parameter
+    without a gradient, its moments included).
     """
     optimizer.zero_grad(set_to_none=True)
     total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype, loss)
     total.backward()
+    for parameter in hold:
+        parameter.grad = None
     optimizer.step()
     return torch.stack([total, loss_a, loss_b]).detach()
 

@@ -1,16 +1,22 @@
 """The `rayswap train` and `rayswap export` commands.
 
 rayswap train --a data/a/faces/a --b data/b/faces/b --out runs/ab --steps 2000
+rayswap pretrain data/many/faces --out runs/pretrained --steps 20000
 rayswap export runs/ab --direction a2b --format onnx --out a2b.onnx
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
+from ops import storage
+from ops.curves import CURVES_FILE
 from pipelines.cli.app import command, preflight, run_step
 from pipelines.cli.common import Progress
-from pipelines.config import ExportConfig, TrainConfig
+from pipelines.config import ExportConfig, PretrainConfig, TrainConfig
 
 
 @command(TrainConfig)
@@ -32,25 +38,63 @@ def train(cfg: TrainConfig) -> None:
     typer.echo(
         f"train: {infos['a'].rows} faces of a, {infos['b'].rows} of b -> {cfg.out}", err=True
     )
+    _run_and_report("train", run_train, cfg, infos)
+
+
+@command(PretrainConfig)
+def pretrain(cfg: PretrainConfig) -> None:
+    """Pretrain the swap model on faces of many people, for pairs to start from (--init).
+
+    FACES are faces datasets (extract's OUT/faces with a folder per identity, or one
+    identity's folder). Every identity gives at most --per-identity faces (default: the
+    median count), so no single person dominates, and both sides of the model draw from
+    that one pool: the encoder, the bottlenecks and both decoders learn faces in general.
+    Everything else is `rayswap train`: workers, --gpu, checkpoints, resume, restarts,
+    NaN guard, metrics.jsonl, preview.png, curves.png and TensorBoard events.
+
+    Then start a pair from it: rayswap train --a ... --b ... --init OUT. original copies
+    every part; df all but its bottleneck (inter); liae all but inter_ab and inter_b.
+    """
+    from pipelines.train.pretrain import prepare_pretrain, run_pretrain
+
+    info = preflight(prepare_pretrain, cfg)
+    kept = sum(info.kept.values())
+    typer.echo(
+        f"pretrain: {len(info.found)} identities, {kept} of {sum(info.found.values())} faces "
+        f"kept (at most {info.cap} each) -> {cfg.out}",
+        err=True,
+    )
+    _run_and_report("pretrain", run_pretrain, cfg, info)
+
+
+def _run_and_report(stage: str, run: Callable, cfg: TrainConfig, prepared: Any) -> None:
+    """Run the training, show its progress line, then print its summary."""
     progress = Progress()
 
     def show(metrics: dict) -> None:  # every metrics line; in place on a terminal
         progress.show(
-            f"train: step {metrics['step']}/{cfg.steps}  loss_a {metrics['loss_a']:.4f}  "
+            f"{stage}: step {metrics['step']}/{cfg.steps}  loss_a {metrics['loss_a']:.4f}  "
             f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s  "
             f"data wait {metrics.get('data_wait_fraction', 0.0):.2f}",
             force=True,
         )
 
-    summary = run_step("train", run_train, cfg, infos, on_progress=show)
+    summary = run_step(stage, run, cfg, prepared, on_progress=show)
     progress.close()
     m = summary.last_metrics
     faces = ", ".join(
         f"{side}: {info.decoded} used, {info.skipped} skipped"
         for side, info in summary.faces.items()
     )
+    if summary.init:
+        init = summary.init
+        fresh = ", ".join(init["reinitialised"]) or "nothing"
+        typer.echo(
+            f"init: {', '.join(init['copied'])} from {init['path']} (step {init['step']}); "
+            f"re-initialised: {fresh}"
+        )
     typer.echo(
-        f"train: steps {summary.started_from} -> {summary.step} in {summary.seconds:.1f} s"
+        f"{stage}: steps {summary.started_from} -> {summary.step} in {summary.seconds:.1f} s"
         + (f", loss_a {m['loss_a']:.4f}, loss_b {m['loss_b']:.4f}" if m else "")
     )
     if cfg.max_train_s is not None and summary.step < cfg.steps:
@@ -65,6 +109,7 @@ def train(cfg: TrainConfig) -> None:
         )
     typer.echo(f"faces: {faces}; {_feed_text(summary.feed)}")
     typer.echo(f"checkpoint: {summary.checkpoint}")
+    typer.echo(f"curves: {storage.join(cfg.out, CURVES_FILE)}; tensorboard --logdir {cfg.out}")
 
 
 def _feed_text(feed: dict) -> str:

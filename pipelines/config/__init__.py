@@ -20,7 +20,7 @@ from pipelines.config.summary import (
     config_json,
     versions,
 )
-from pipelines.config.train import ExportConfig, TrainConfig
+from pipelines.config.train import ExportConfig, PretrainConfig, TrainConfig
 
 __all__ = [
     "ActorPlan",
@@ -33,6 +33,7 @@ __all__ = [
     "ExportConfig",
     "ExtractConfig",
     "FacesReportConfig",
+    "PretrainConfig",
     "RenderConfig",
     "StageSummary",
     "TrainConfig",

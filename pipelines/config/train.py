@@ -175,6 +175,22 @@ class TrainConfig:
         (lambda v: v >= -1, "must be >= 0, or -1 (no limit)"),
     )
     seed: int = option(0, "Seed of the initial weights and augmentation.")
+    init: str | None = option(
+        None,
+        "Start from this checkpoint's weights (a `rayswap pretrain` run, or another pair's "
+        "run or checkpoint) instead of random ones. original: every part is copied; df: "
+        "all but the bottleneck (inter), which starts afresh; liae: all but inter_ab and "
+        "inter_b. It must hold the same --model, sizes and --resolution. Used only when "
+        "--out has no checkpoint yet (a rerun resumes).",
+        path=True,
+        show_default=False,
+    )
+    freeze_encoder_steps: int = option(
+        0,
+        "Hold the encoder's weights still for the first N steps (with --init: the new "
+        "bottleneck and decoders settle on the pair first); 0: train everything.",
+        at_least(0),
+    )
     label_selector: str | None = common.label_selector(
         "Run workers only on nodes with these Ray labels, e.g. node-kind=gpu."
     )
@@ -186,6 +202,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         require(self.a != self.b, "b", self.b, "must differ from --a")
+        self._check_model()
+
+    def _check_model(self) -> None:
         require(
             self.fail_at_step is None or self.fail_at_step < self.steps,
             "fail_at_step",
@@ -203,6 +222,39 @@ class TrainConfig:
                 self.width,
                 f"sizes --model original; size {self.model} with --encoder-dims/--decoder-dims",
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig(TrainConfig):
+    """Settings of `rayswap pretrain`: `rayswap train`'s, with FACES of many people for a/b."""
+
+    a: str = option("", "", hidden=True)  # both sides draw from the pool of FACES
+    b: str = option("", "", hidden=True)
+    init: str | None = option(None, "", hidden=True)  # a pretraining run starts afresh
+    freeze_encoder_steps: int = option(0, "", at_least(0), hidden=True)
+    out: str = common.out("Run folder or URI of the pretrained model; rerun to resume.")
+    faces: tuple[str, ...] = option(
+        (),
+        "Faces datasets of many people (extract's OUT/faces, or one identity's folder).",
+        given("at least one FACES folder"),
+        argument=True,
+        path=True,
+        metavar="FACES...",
+        show_default=False,
+    )
+    per_identity: int | None = option(
+        None,
+        "Faces drawn per identity at most, so no single person dominates. Default: the "
+        "median count of the identities.",
+        at_least(1),
+        show_default=False,
+    )
+    min_identities: int = option(2, "Refuse a pool of fewer identities than this.", at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        require(self.init is None, "init", self.init, "is for `rayswap train`")
+        self._check_model()
 
 
 @dataclass(frozen=True)

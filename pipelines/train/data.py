@@ -116,15 +116,16 @@ def decode_faces(
     coverage: the model's (--coverage), a centre region of each crop; None keeps the crop's.
 
     Rows with an extract error or an undecodable image are left out; the driver counts
-    them as rows read minus rows decoded.
+    them as rows read minus rows decoded. A batch without the error column has none.
     """
     faces, landmarks, coverages = [], [], []
+    errors = batch.get(schema.ERROR, [None] * len(batch[schema.IMAGE]))
     for payload, points, affine, cov, error in zip(
         batch[schema.IMAGE],
         batch[schema.LANDMARKS],
         batch[schema.AFFINE],
         batch[schema.COVERAGE],
-        batch[schema.ERROR],
+        errors,
         strict=True,
     ):
         if error is not None or payload is None:

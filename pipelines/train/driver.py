@@ -38,6 +38,7 @@ from ray.train.torch import TorchTrainer
 
 from ops import storage
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
+from ops.init_weights import plan_init
 from pipelines.config import TrainConfig, parse_label_selector
 from pipelines.config.flags import BadInvocation
 from pipelines.runtime.checks import check_out_dir, runs_local
@@ -65,6 +66,7 @@ class TrainSummary:
     resumed_from: int = 0  # step the last attempt began at (after any worker failure)
     started_from: int = 0  # step of the checkpoint this command began at
     feed: dict[str, Any] = field(default_factory=dict)  # on the device or streamed, bytes
+    init: dict[str, Any] | None = None  # the --init plan this run started from (InitPlan)
 
 
 def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
@@ -103,8 +105,16 @@ def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
             f"give at most {faces_coverage:g}, or extract with --coverage {cfg.coverage:g}"
         )
     check_resume(cfg, model_config_of(cfg), model_coverage(cfg, infos["a"]))
+    if cfg.init is not None:
+        try:
+            plan_init(cfg.init, model_config_of(cfg))
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(
+                f"--init: {exc}; pretrain (or train) with the same --model, sizes and "
+                "--resolution as this run"
+            ) from exc
     if runs_local(cfg.address):
-        check_resources(cfg, float(os.cpu_count() or 1), _local_gpus())  # before Ray starts
+        check_resources(cfg, float(os.cpu_count() or 1), local_gpus())  # before Ray starts
     return infos
 
 
@@ -149,27 +159,49 @@ def run_train(
     started = time.perf_counter()
     infos = infos or prepare_train(cfg)
     connect_ray(cfg.address)
+    # [1] datasets: decoded once; the workers augment every batch afresh on their device
+    datasets, previews = {}, {}
+    for side, path in (("a", cfg.a), ("b", cfg.b)):
+        datasets[side], previews[side] = load_faces(path, side, cfg, infos[side])
+    loop_config = {
+        "preview_a": previews["a"],
+        "preview_b": previews["b"],
+        "coverage": model_coverage(cfg, infos["a"]),  # what the model sees; render too
+        "size": infos["a"].size,
+        "rows": {side: info.decoded - cfg.preview_faces for side, info in infos.items()},
+        "init": _init_plan(cfg),
+    }
+    return fit(cfg, datasets, loop_config, infos, on_progress, started)
+
+
+def _init_plan(cfg: TrainConfig) -> dict | None:
+    """--init's plan when this run starts from it (no checkpoint in --out yet), else None."""
+    if cfg.init is None or find_latest_checkpoint(storage.join(cfg.out, RUN_NAME)):
+        return None
+    return plan_init(cfg.init, model_config_of(cfg)).to_dict()
+
+
+def fit(
+    cfg: TrainConfig,
+    datasets: dict[str, Any],
+    loop_config: dict[str, Any],
+    infos: dict[str, FacesInfo],
+    on_progress: Callable[[dict], None] | None,
+    started: float,
+) -> TrainSummary:
+    """Run the TorchTrainer over `datasets` ({"a": ..., "b": ...}) and sum up the run.
+
+    loop_config: what every worker needs beside the flags (previews, coverage, crop size,
+    rows per side, the --init plan, the pretraining pool).
+    """
     resources = ray.cluster_resources()
     check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
     storage.make_dirs(cfg.out)
     begun = find_latest_checkpoint(storage.join(cfg.out, RUN_NAME))
     started_from = int(read_checkpoint_config(begun)["step"]) if begun else 0
-
-    # [1] datasets: decoded once; the workers augment every batch afresh on their device
-    datasets, previews = {}, {}
-    for side, path in (("a", cfg.a), ("b", cfg.b)):
-        datasets[side], previews[side] = load_faces(path, side, cfg, infos[side])
-
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={
-            "train": asdict(cfg),
-            "preview_a": previews["a"],
-            "preview_b": previews["b"],
-            "coverage": model_coverage(cfg, infos["a"]),  # what the model sees; render too
-            "size": infos["a"].size,
-            "rows": {side: info.decoded - cfg.preview_faces for side, info in infos.items()},
-        },
+        train_loop_config={"train": asdict(cfg), **loop_config},
         scaling_config=ScalingConfig(
             num_workers=cfg.workers,
             use_gpu=cfg.gpu,
@@ -215,10 +247,11 @@ def run_train(
         resumed_from=int(returned.get("start_step", 0)),
         started_from=started_from,
         feed=returned.get("feed", {}),
+        init=loop_config.get("init"),
     )
 
 
-def _local_gpus() -> float:
+def local_gpus() -> float:
     import torch
 
     return float(torch.cuda.device_count())

@@ -36,6 +36,8 @@ from ops.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
+from ops.curves import CURVES_FILE, curves_png
+from ops.init_weights import InitPlan, apply_init, encoder_parameters
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.preview import encode_png, preview_grid
 from ops.recipe import Recipe, make_ema, set_lr, unwarp, update_ema
@@ -47,8 +49,9 @@ from ops.train_step import (
     prepare_for_steps,
     train_step,
 )
-from pipelines.config import TrainConfig
+from pipelines.config import PretrainConfig, TrainConfig
 from pipelines.config.train import DFL_SIZE_FIELDS
+from pipelines.train.board import RunBoard
 from pipelines.train.feed import open_feeds
 
 METRICS_FILE = "metrics.jsonl"
@@ -153,7 +156,7 @@ def _generator(device: torch.device, seed: int, rank: int, start_step: int) -> t
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """One Ray Train worker: restore, then step through both identities' faces."""
-    cfg = TrainConfig(**config["train"])
+    cfg = (PretrainConfig if "faces" in config["train"] else TrainConfig)(**config["train"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
@@ -163,6 +166,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     raw_model = SwapAutoencoder(model_config_of(cfg))
     step, optimizer_state, ema_state = restore_state(raw_model)
     start_step = step
+    if step == 0 and config.get("init"):  # --init: a fresh run starts from those weights
+        apply_init(raw_model, InitPlan(**config["init"]))
     recipe = recipe_of(cfg)
 
     # [2] prepare the model: device, DDP (gloo on CPU, NCCL on GPU), optimizer on the device
@@ -188,6 +193,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     feeds, feed_note = open_feeds(shards, config["rows"], cfg, world, device, generator)
 
     log = MetricsLog(cfg.out, start_step) if rank == 0 else None
+    board = RunBoard(cfg.out) if rank == 0 else None
+    held = encoder_parameters(raw_model)  # still while step < --freeze-encoder-steps
     images_per_step = 2 * cfg.batch_size * world
     window, last = LossWindow(device), {}
     started, data_s, window_steps = time.perf_counter(), 0.0, 0
@@ -207,7 +214,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
             _maybe_poison(cfg, step, rank, world, batches[0])
             set_lr(optimizer, recipe.lr_at(step))
-            window.add(train_step(step_model, optimizer, *batches, autocast, cfg.loss), step + 1)
+            hold = held if step < cfg.freeze_encoder_steps else ()
+            losses = train_step(step_model, optimizer, *batches, autocast, cfg.loss, hold)
+            window.add(losses, step + 1)
             step += 1
             if ema is not None:
                 update_ema(ema, raw_model, recipe.ema_decay_at(step))
@@ -234,17 +243,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     "time": time.time(),
                 }
                 del last["loss"]
-                if log is not None:
+                if log is not None and board is not None:
                     log.add(last)
+                    board.scalars(last)
                 started, data_s, window_steps = time.perf_counter(), 0.0, 0
 
             # [4] report to Ray Train only with a checkpoint: each report can block ~2 s
             if save_now:
                 models = (raw_model, ema)
-                _report_checkpoint(cfg, config, models, optimizer, step, rank, last, log)
+                logs = (log, board)
+                _report_checkpoint(cfg, config, models, optimizer, step, rank, last, logs)
     finally:
         for feed in feeds.values():
             feed.close()
+        if board is not None:
+            board.close()
 
     hashes = _gather_hashes(raw_model, world)
     return {
@@ -265,7 +278,7 @@ def _report_checkpoint(
     step: int,
     rank: int,
     metrics: dict[str, float],
-    log: MetricsLog | None,
+    logs: tuple[MetricsLog | None, RunBoard | None],
 ) -> None:
     """Every rank reports; rank 0 attaches the checkpoint directory.
 
@@ -273,6 +286,7 @@ def _report_checkpoint(
     average when there is one, as render will.
     """
     model, ema = models
+    log, board = logs
     with tempfile.TemporaryDirectory(prefix="rayswap-ckpt-") as directory:
         checkpoint = None
         if rank == 0:
@@ -288,10 +302,16 @@ def _report_checkpoint(
                 train_config=config["train"],
                 preview_png=preview,
                 ema=ema,
+                extra={key: config.get(key) for key in ("init", "pretrain")},
             )
             storage.write_bytes_atomic(storage.join(cfg.out, "preview.png"), preview)
             if log is not None:
                 log.flush()
+                curves = curves_png([json.loads(line) for line in log.lines])
+                storage.write_bytes_atomic(storage.join(cfg.out, CURVES_FILE), curves)
+            if board is not None:
+                board.image("preview", step, preview)
+                board.flush()
             checkpoint = Checkpoint.from_directory(directory)
         reported = {"step": step, **{k: v for k, v in metrics.items() if k != "step"}}
         ray.train.report(

@@ -28,9 +28,18 @@ PORTRAIT_LANDMARKS = {
 
 
 def write_faces(
-    folder: Path, identity: str, count: int, size: int = 64, seed: int = 0, corrupt: int = 0
+    folder: Path,
+    identity: str,
+    count: int,
+    size: int = 64,
+    seed: int = 0,
+    corrupt: int = 0,
+    name: str | None = None,
 ) -> Path:
-    """Write `count` face rows (the last `corrupt` with garbage image bytes) to folder/*.parquet."""
+    """Write `count` face rows (the last `corrupt` with garbage image bytes) to folder/*.parquet.
+
+    identity: the portrait drawn ("a" or "b"); name: the identity column (default: identity).
+    """
     rng = np.random.default_rng(seed)
     image = portrait(identity)
     base = np.asarray(PORTRAIT_LANDMARKS[identity], np.float32)
@@ -46,8 +55,8 @@ def write_faces(
         payload = b"not an image" if index >= count - corrupt else encode_crop(crop, "png")
         rows.append(
             {
-                schema.IDENTITY: identity,
-                schema.VIDEO: f"portrait_{identity}.mp4",
+                schema.IDENTITY: name or identity,
+                schema.VIDEO: f"portrait_{name or identity}.mp4",
                 schema.VIDEO_ID: f"v{identity}",
                 schema.FRAME: index,
                 schema.TIME_S: index / 25.0,
