@@ -4,9 +4,9 @@
 
 One panel per group of numbers, each series in its own colour with its name in the
 legend, the step on the x axis and the panel's range printed at its corners: the losses
-of a and b, the learning rate, and (when the lines carry them) the held-out swap quality
-of `rayswap train` (keys starting with "holdout_"). Drawn with OpenCV, so it needs no
-plotting library.
+of a and b, the learning rate, and (when the lines carry a "holdout" score) the held-out
+swap quality of `rayswap train` at the step of each scored checkpoint. Drawn with OpenCV,
+so it needs no plotting library.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ CURVES_FILE = "curves.png"
 PANEL_W, PANEL_H, MARGIN = 640, 200, 44
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 GROUPS = (("loss", ("loss_a", "loss_b")), ("learning rate", ("lr",)))
-HOLDOUT_PREFIX = "holdout_"
+HOLDOUT_GROUPS = (
+    ("held-out identity retrieval", ("holdout_id_retrieval_a2b", "holdout_id_retrieval_b2a")),
+    ("held-out pose error", ("holdout_pose_error_a2b", "holdout_pose_error_b2a")),
+)
 
 
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +70,10 @@ def _panel(records: list[dict], title: str, keys: tuple[str, ...]) -> np.ndarray
 
 def curves_png(records: list[dict]) -> bytes:
     """The PNG of every panel with data, stacked; one empty loss panel when there is none."""
-    holdout = tuple(sorted({k for r in records for k in r if k.startswith(HOLDOUT_PREFIX)}))
-    groups = [*GROUPS, *([("held-out swap quality", holdout)] if holdout else [])]
-    panels = [_panel(records, title, keys) for title, keys in groups]
+    scores = [r["holdout"] for r in records if "error" not in r.get("holdout", {"error": 1})]
+    panels = [_panel(records, title, keys) for title, keys in GROUPS]
+    if scores:
+        panels += [_panel(scores, title, keys) for title, keys in HOLDOUT_GROUPS]
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.vstack(panels), cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("could not encode curves.png")

@@ -11,12 +11,17 @@ FileNotFoundError naming the flag and the path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from ops import schema, storage
+from ops.align import transform_points
+from ops.quality import decode_crop
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,37 @@ def open_faces(path: str, flag: str, need_faces: bool = True) -> FacesDataset:
     if need_faces and faces.usable_rows() == 0:
         raise ValueError(f"{flag}: {path} holds no usable face")
     return faces
+
+
+def sample_faces(
+    files: list[str], limit: int, skip: Callable[[str, int], bool] | None = None
+) -> tuple[dict[int, list], dict[int, list]]:
+    """Up to `limit` usable faces spread evenly over a dataset, grouped by crop size.
+
+    skip: (video, frame) -> True for rows to leave out (e.g. a training run's held-out
+    faces). Returns (crops, landmarks) by size: (R, R, 3) uint8 crops and (5, 2) crop-px
+    landmarks; corrupt crops are left out.
+    """
+    dataset = dataset_of(files)
+    meta = dataset.to_table(columns=[schema.ERROR, schema.VIDEO, schema.FRAME])
+    usable = pc.is_null(meta[schema.ERROR]).to_numpy(zero_copy_only=False)
+    if skip is not None:
+        videos, frames = meta[schema.VIDEO].to_pylist(), meta[schema.FRAME].to_pylist()
+        usable &= ~np.asarray([skip(v, f) for v, f in zip(videos, frames, strict=True)], bool)
+    usable = np.flatnonzero(usable)
+    chosen = usable[np.linspace(0, len(usable) - 1, min(limit, len(usable))).round().astype(int)]
+    rows = dataset.take(
+        pa.array(np.unique(chosen)), columns=[schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
+    )
+    crops: dict[int, list] = {}
+    points: dict[int, list] = {}
+    for row in rows.to_pylist():
+        try:
+            crop = decode_crop(row[schema.IMAGE])
+        except ValueError:
+            continue
+        affine = np.asarray(row[schema.AFFINE], np.float32).reshape(2, 3)
+        landmarks = transform_points(np.asarray(row[schema.LANDMARKS]).reshape(5, 2), affine)
+        crops.setdefault(crop.shape[0], []).append(crop)
+        points.setdefault(crop.shape[0], []).append(landmarks)
+    return crops, points

@@ -75,7 +75,8 @@ def _run_and_report(stage: str, run: Callable, cfg: TrainConfig, prepared: Any) 
         progress.show(
             f"{stage}: step {metrics['step']}/{cfg.steps}  loss_a {metrics['loss_a']:.4f}  "
             f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s  "
-            f"data wait {metrics.get('data_wait_fraction', 0.0):.2f}",
+            f"data wait {metrics.get('data_wait_fraction', 0.0):.2f}"
+            + holdout_text(metrics.get("holdout")),
             force=True,
         )
 
@@ -108,8 +109,34 @@ def _run_and_report(stage: str, run: Callable, cfg: TrainConfig, prepared: Any) 
             f"{summary.resumed_from} (steps after it were trained again)"
         )
     typer.echo(f"faces: {faces}; {_feed_text(summary.feed)}")
+    if summary.holdout_note:
+        typer.echo(summary.holdout_note)
+    if summary.best is not None:
+        typer.echo(
+            f"best swap on held-out faces: step {summary.best['step']}{holdout_text(summary.best)}"
+            f" -> {summary.best_path}"
+        )
     typer.echo(f"checkpoint: {summary.checkpoint}")
     typer.echo(f"curves: {storage.join(cfg.out, CURVES_FILE)}; tensorboard --logdir {cfg.out}")
+
+
+def holdout_text(score: dict | None) -> str:
+    """The held-out swap numbers of a score, for the progress line ("" without one)."""
+    if not score:
+        return ""
+    if "error" in score:
+        return f"  held-out (step {score['step']}): not scored ({score['error']})"
+
+    def side(direction: str) -> str:
+        ids = score.get(f"holdout_id_retrieval_{direction}")
+        pose = score.get(f"holdout_pose_error_{direction}")
+        pose_text = "-" if pose is None else f"{pose:.3f}"
+        return f"{direction} id {ids:.2f} pose {pose_text}"
+
+    return (
+        f"  held-out (step {score['step']}): {side('a2b')}, {side('b2a')}, "
+        f"{score['holdout_seconds']:.1f} s"
+    )
 
 
 def _feed_text(feed: dict) -> str:

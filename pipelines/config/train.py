@@ -185,6 +185,25 @@ class TrainConfig:
         path=True,
         show_default=False,
     )
+    holdout_videos: int | None = option(
+        None,
+        "Whole videos of each identity held out of training; their faces are swapped and "
+        "scored at every checkpoint (identity retrieval and margin against the training "
+        "faces, pose error, reconstruction SSIM; needs the eval extra). Default: 1 for an "
+        "identity with at least 3 videos, else the last --holdout-share of each video's "
+        "frames; 0: hold out nothing.",
+        at_least(0),
+        show_default=False,
+    )
+    holdout_share: float = option(
+        0.1,
+        "Share of the last frames of each video held out, for identities with fewer than 3 "
+        "videos (when --holdout-videos is not given); 0: none.",
+        (lambda v: 0 <= v < 0.5, "must be in [0, 0.5)"),
+    )
+    holdout_faces: int = option(
+        32, "Held-out faces per identity scored at each checkpoint.", at_least(1)
+    )
     freeze_encoder_steps: int = option(
         0,
         "Hold the encoder's weights still for the first N steps (with --init: the new "
@@ -231,6 +250,7 @@ class PretrainConfig(TrainConfig):
     a: str = option("", "", hidden=True)  # both sides draw from the pool of FACES
     b: str = option("", "", hidden=True)
     init: str | None = option(None, "", hidden=True)  # a pretraining run starts afresh
+    holdout_videos: int | None = option(0, "", at_least(0), hidden=True)  # no pair to score
     freeze_encoder_steps: int = option(0, "", at_least(0), hidden=True)
     out: str = common.out("Run folder or URI of the pretrained model; rerun to resume.")
     faces: tuple[str, ...] = option(

@@ -33,15 +33,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 import ray.data
 
 from ops import metrics, schema, storage
-from ops.align import transform_points
 from ops.detect import RetinaFaceDetector, select_faces
-from ops.faces_dataset import dataset_of, open_faces
-from ops.quality import decode_crop
+from ops.faces_dataset import open_faces, sample_faces
 from ops.types import Detection, Frame
 from ops.video import batched, iter_frames
 from pipelines.config import ActorPlan, EvaluateConfig, EvaluateCounts, RenderConfig, StageSummary
@@ -138,29 +135,9 @@ def prepare_evaluate(cfg: EvaluateConfig) -> EvaluatePlan:
 
 # -- galleries --------------------------------------------------------------------------------
 def gallery_faces(files: list[str], limit: int) -> tuple[dict[int, list], dict[int, list]]:
-    """Up to `limit` usable faces spread evenly over a dataset, grouped by crop size.
-
-    Returns (crops, landmarks) by size: (R, R, 3) uint8 crops and (5, 2) crop-px landmarks.
-    """
-    dataset = dataset_of(files)
-    meta = dataset.to_table(columns=[schema.ERROR])
-    usable = np.flatnonzero(pc.is_null(meta[schema.ERROR]).to_numpy(zero_copy_only=False))
-    chosen = usable[np.linspace(0, len(usable) - 1, min(limit, len(usable))).round().astype(int)]
-    rows = dataset.take(
-        pa.array(np.unique(chosen)), columns=[schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
-    )
-    crops: dict[int, list] = {}
-    points: dict[int, list] = {}
-    for row in rows.to_pylist():
-        try:
-            crop = decode_crop(row[schema.IMAGE])
-        except ValueError:
-            continue  # a corrupt crop is left out of the gallery
-        affine = np.asarray(row[schema.AFFINE], np.float32).reshape(2, 3)
-        landmarks = transform_points(np.asarray(row[schema.LANDMARKS]).reshape(5, 2), affine)
-        crops.setdefault(crop.shape[0], []).append(crop)
-        points.setdefault(crop.shape[0], []).append(landmarks)
-    return crops, points
+    """Up to `limit` usable faces spread evenly over a dataset, grouped by crop size
+    (`ops.faces_dataset.sample_faces`)."""
+    return sample_faces(files, limit)
 
 
 @ray.remote(num_cpus=1)

@@ -19,7 +19,7 @@ import numpy as np
 from ops import storage
 
 BOARD_DIR = "tensorboard"
-NOT_SCALARS = ("step", "time")
+NOT_SCALARS = ("step", "time", "holdout", "error")
 
 
 class RunBoard:
@@ -35,12 +35,15 @@ class RunBoard:
         self.local = local
 
     def scalars(self, record: dict[str, Any]) -> None:
-        """Each number of a metrics line, under train/<name>, at its step."""
+        """Each number of a metrics line (or a held-out score), at its step: under train/,
+        or holdout/ for the held-out swap numbers."""
         step = int(record["step"])
         for name, value in record.items():
-            if name in NOT_SCALARS or isinstance(value, str):
+            if name in NOT_SCALARS or not isinstance(value, int | float):
                 continue
-            self.writer.add_scalar(f"train/{name}", float(value), step)
+            group, _, short = name.partition("holdout_")
+            tag = f"holdout/{short}" if not group and short else f"train/{name}"
+            self.writer.add_scalar(tag, float(value), step)
 
     def image(self, name: str, step: int, png: bytes) -> None:
         picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)

@@ -1,9 +1,11 @@
 """Training data: pre-flight checks of the faces Parquet, and the Ray Data pipeline that
 decodes them for the train workers.
 
-    inspect_faces  Ray-free: files exist, schema, row counts, one coverage (exit 2 when bad)
-    load_faces     read_parquet -> decode at the training resolution (corrupt rows skipped and
-                   counted) -> materialize -> hold back preview faces
+    inspect_faces  Ray-free: files exist, schema, row counts, one coverage (exit 2 when bad),
+                   and which faces are held out (whole videos, or each video's last frames)
+    load_faces     read_parquet -> decode at the training resolution (corrupt and held-out
+                   rows skipped, counted) -> materialize -> hold back preview faces
+    held_out_faces Ray-free: a sample of the held-out faces, decoded as training decodes
 
 The datasets carry decoded uint8 faces and crop landmarks only; augmentation runs on the
 training device (`pipelines.train.feed`).
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
@@ -30,12 +33,21 @@ from ops.checkpoint import (
     model_differences,
     read_checkpoint_config,
 )
-from ops.faces_dataset import open_faces
+from ops.faces_dataset import dataset_of, open_faces
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
 from pipelines.runtime.ray_setup import wait_for_free_cpu
 
-READ_COLUMNS = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE, schema.ERROR]
+READ_COLUMNS = [
+    schema.IMAGE,
+    schema.LANDMARKS,
+    schema.AFFINE,
+    schema.COVERAGE,
+    schema.ERROR,
+    schema.VIDEO,
+    schema.FRAME,
+]
+MIN_VIDEOS_TO_HOLD_ONE = 3  # an identity with this many videos gives one whole video
 
 
 @dataclass
@@ -49,26 +61,34 @@ class FacesInfo:
     coverage: float
     size: int  # most common source crop side, px
     decoded: int = 0  # rows decoded fine (set by load_faces)
+    holdout: dict[str, int] = field(default_factory=dict)  # video -> first held-out frame
+    held_out: int = 0  # usable rows held out of training
 
     @property
     def skipped(self) -> int:
-        """Rows not trained on: error rows plus corrupt images."""
-        return self.rows - self.decoded if self.decoded else self.error_rows
+        """Rows not trained on for a fault: error rows plus corrupt images."""
+        return self.rows - self.held_out - self.decoded if self.decoded else self.error_rows
 
 
 def inspect_faces(path: str, side: str, cfg: TrainConfig) -> FacesInfo:
     """Check one identity's faces Parquet without Ray; raise ValueError/FileNotFoundError."""
     faces = open_faces(path, f"--{side}", need_faces=False)
     files, dataset = faces.files, faces.dataset
-    table = dataset.to_table(columns=[schema.COVERAGE, schema.SIZE, schema.ERROR])
+    columns = [schema.COVERAGE, schema.SIZE, schema.ERROR, schema.VIDEO, schema.FRAME]
+    table = dataset.to_table(columns=columns)
     errors = int(pc.sum(pc.is_valid(table[schema.ERROR])).as_py() or 0)
-    usable = table.num_rows - errors
+    good = table.filter(pc.is_null(table[schema.ERROR]))
+    holdout = plan_holdout(good[schema.VIDEO].to_pylist(), good[schema.FRAME].to_pylist(), cfg)
+    videos, frames = good[schema.VIDEO].to_pylist(), good[schema.FRAME].to_pylist()
+    held_out = sum(is_held_out(holdout, v, f) for v, f in zip(videos, frames, strict=True))
+    usable = table.num_rows - errors - held_out
     needed = cfg.batch_size * cfg.workers + cfg.preview_faces
     if usable < needed:
+        kept = f" after {held_out} held out (--holdout-videos/--holdout-share)" if held_out else ""
         raise ValueError(
-            f"--{side}: {path} has {usable} usable faces, fewer than one batch plus the preview "
-            f"({cfg.batch_size} x {cfg.workers} workers + {cfg.preview_faces} = {needed}); "
-            f"extract more faces or lower --batch-size"
+            f"--{side}: {path} has {usable} usable faces{kept}, fewer than one batch plus the "
+            f"preview ({cfg.batch_size} x {cfg.workers} workers + {cfg.preview_faces} = "
+            f"{needed}); extract more faces or lower --batch-size"
         )
     coverages = sorted({round(float(c), 4) for c in table[schema.COVERAGE].to_pylist()})
     if len(coverages) != 1:
@@ -81,7 +101,45 @@ def inspect_faces(path: str, side: str, cfg: TrainConfig) -> FacesInfo:
         error_rows=errors,
         coverage=coverages[0],
         size=sizes.most_common(1)[0][0],
+        holdout=holdout,
+        held_out=held_out,
     )
+
+
+def plan_holdout(videos: list[str], frames: list[int], cfg: TrainConfig) -> dict[str, int]:
+    """Which faces of one identity training never sees: {video: first held-out frame}.
+
+    --holdout-videos N: the last N videos by name, whole (frame 0 on). Not given: one whole
+    video when there are at least MIN_VIDEOS_TO_HOLD_ONE, else the last --holdout-share of
+    every video's frames. Empty when nothing is held out.
+    """
+    by_video: dict[str, list[int]] = {}
+    for video, frame in zip(videos, frames, strict=True):
+        by_video.setdefault(video, []).append(int(frame))
+    names = sorted(by_video)
+    count = cfg.holdout_videos
+    if count is None and len(names) >= MIN_VIDEOS_TO_HOLD_ONE:
+        count = 1
+    if count is not None:
+        if count and count >= len(names):
+            raise ValueError(
+                f"--holdout-videos: {count} of {len(names)} videos would leave none to train on"
+            )
+        return {name: 0 for name in names[len(names) - count :]} if count else {}
+    if cfg.holdout_share <= 0:
+        return {}
+    cut = {}
+    for name in names:
+        ordered = sorted(by_video[name])
+        first = int(np.ceil(len(ordered) * (1 - cfg.holdout_share)))
+        if first < len(ordered):
+            cut[name] = ordered[first]
+    return cut
+
+
+def is_held_out(holdout: dict[str, int], video: str, frame: int) -> bool:
+    first = holdout.get(video)
+    return first is not None and int(frame) >= first
 
 
 def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None:
@@ -109,26 +167,40 @@ def check_resume(cfg: TrainConfig, expect: ModelConfig, coverage: float) -> None
 
 
 def decode_faces(
-    batch: dict[str, np.ndarray], resolution: int, coverage: float | None = None
+    batch: dict[str, np.ndarray],
+    resolution: int,
+    coverage: float | None = None,
+    holdout: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Ray Data UDF: crop bytes -> (N, R, R, 3) uint8 faces, (N, 10) crop landmarks, coverage.
 
     coverage: the model's (--coverage), a centre region of each crop; None keeps the crop's.
+    holdout: {video: first held-out frame} (`plan_holdout`); those rows are left out.
 
     Rows with an extract error or an undecodable image are left out; the driver counts
     them as rows read minus rows decoded. A batch without the error column has none.
     """
     faces, landmarks, coverages = [], [], []
-    errors = batch.get(schema.ERROR, [None] * len(batch[schema.IMAGE]))
-    for payload, points, affine, cov, error in zip(
+    count = len(batch[schema.IMAGE])
+    errors = batch.get(schema.ERROR, [None] * count)
+    held = (
+        [
+            is_held_out(holdout, str(v), int(f))
+            for v, f in zip(batch[schema.VIDEO], batch[schema.FRAME], strict=True)
+        ]
+        if holdout
+        else [False] * count
+    )
+    for payload, points, affine, cov, error, skip in zip(
         batch[schema.IMAGE],
         batch[schema.LANDMARKS],
         batch[schema.AFFINE],
         batch[schema.COVERAGE],
         errors,
+        held,
         strict=True,
     ):
-        if error is not None or payload is None:
+        if error is not None or payload is None or skip:
             continue
         zoom = 1.0 if coverage is None else float(cov) / coverage
         try:
@@ -158,7 +230,12 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
             columns=READ_COLUMNS,
         )
         .map_batches(
-            functools.partial(decode_faces, resolution=cfg.resolution, coverage=cfg.coverage),
+            functools.partial(
+                decode_faces,
+                resolution=cfg.resolution,
+                coverage=cfg.coverage,
+                holdout=info.holdout,
+            ),
             batch_format="numpy",
             batch_size=64,
         )
@@ -169,10 +246,52 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
     if info.decoded < needed:
         raise ValueError(
             f"--{side}: only {info.decoded} of {info.rows} faces in {path} decode "
-            f"({info.skipped} corrupt or failed); need {needed}"
+            f"({info.skipped} corrupt or failed, {info.held_out} held out); need {needed}"
         )
     train, held = decoded.split_at_indices([info.decoded - cfg.preview_faces])
     preview = np.stack([row["face"] for row in held.take_all()])
     # Blocks are video segments in order: visit them in a new order every epoch; the
     # workers shuffle the faces within (on the device, or in a local shuffle buffer).
     return train.randomize_block_order(), preview
+
+
+def held_out_faces(
+    info: FacesInfo, cfg: TrainConfig, coverage: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to --holdout-faces held-out faces, spread evenly over them, decoded as training
+    decodes (model resolution and coverage): (N, R, R, 3) uint8, (N, 5, 2) crop px."""
+    dataset = dataset_of(info.files)
+    meta = dataset.to_table(columns=[schema.VIDEO, schema.FRAME, schema.ERROR])
+    rows = [
+        index
+        for index, (video, frame, error) in enumerate(
+            zip(
+                *(meta[c].to_pylist() for c in (schema.VIDEO, schema.FRAME, schema.ERROR)),
+                strict=True,
+            )
+        )
+        if error is None and is_held_out(info.holdout, video, frame)
+    ]
+    if not rows:
+        return np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8), np.zeros((0, 5, 2))
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(cfg.holdout_faces, len(rows))).round())
+    columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE]
+    table = dataset.take(pa.array([rows[int(i)] for i in picks]), columns=columns)
+    faces, points = [], []
+    for row in table.to_pylist():
+        zoom = float(row[schema.COVERAGE]) / coverage
+        try:
+            face, landmarks = load_face(
+                row[schema.IMAGE],
+                np.asarray(row[schema.LANDMARKS]),
+                np.asarray(row[schema.AFFINE]).reshape(2, 3),
+                cfg.resolution,
+                zoom,
+            )
+        except ValueError:
+            continue  # a corrupt crop: not scored
+        faces.append(face)
+        points.append(landmarks)
+    if not faces:
+        return np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8), np.zeros((0, 5, 2))
+    return np.stack(faces), np.stack(points).astype(np.float32)

@@ -44,6 +44,7 @@ from pipelines.config.flags import BadInvocation
 from pipelines.runtime.checks import check_out_dir, runs_local
 from pipelines.runtime.ray_setup import connect_ray
 from pipelines.train.data import FacesInfo, check_resume, inspect_faces, load_faces
+from pipelines.train.holdout import best_checkpoint, start_scorer
 from pipelines.train.worker import METRICS_FILE, model_config_of, train_loop_per_worker
 
 RUN_NAME = "train"
@@ -67,6 +68,9 @@ class TrainSummary:
     started_from: int = 0  # step of the checkpoint this command began at
     feed: dict[str, Any] = field(default_factory=dict)  # on the device or streamed, bytes
     init: dict[str, Any] | None = None  # the --init plan this run started from (InitPlan)
+    holdout_note: str = ""  # what was held out and scored, or why nothing was
+    best: dict[str, Any] | None = None  # the held-out score of the best swap so far
+    best_path: str | None = None  # its checkpoint (may be gone: --keep-checkpoints)
 
 
 def check_resources(cfg: TrainConfig, cpus: float, gpus: float) -> None:
@@ -170,8 +174,30 @@ def run_train(
         "size": infos["a"].size,
         "rows": {side: info.decoded - cfg.preview_faces for side, info in infos.items()},
         "init": _init_plan(cfg),
+        "checkpoints": storage.join(cfg.out, RUN_NAME),
     }
-    return fit(cfg, datasets, loop_config, infos, on_progress, started)
+    scorer, holdout_note = start_scorer(cfg, infos, loop_config["coverage"])
+    loop_config["scorer"] = scorer
+    try:
+        summary = fit(cfg, datasets, loop_config, infos, on_progress, started)
+    finally:
+        if scorer is not None:
+            ray.kill(scorer)
+    summary.holdout_note = holdout_note
+    summary.best = best_checkpoint(read_metrics(cfg.out))
+    if summary.best is not None:
+        summary.best_path = storage.join(
+            cfg.out, RUN_NAME, f"checkpoint_{int(summary.best['step']):08d}"
+        )
+    return summary
+
+
+def read_metrics(out: str) -> list[dict[str, Any]]:
+    """The metrics lines of a run (empty when it has none)."""
+    path = storage.join(out, METRICS_FILE)
+    if not storage.exists(path):
+        return []
+    return [json.loads(line) for line in storage.read_bytes(path).decode().splitlines() if line]
 
 
 def _init_plan(cfg: TrainConfig) -> dict | None:

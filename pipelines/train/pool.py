@@ -135,7 +135,7 @@ def load_pool(cfg: PretrainConfig, info: PoolInfo) -> tuple[Any, np.ndarray, np.
         ray.data.read_parquet(
             [storage.resolve(f)[1] for f in info.files],
             filesystem=filesystem,
-            columns=[*READ_COLUMNS, schema.IDENTITY, schema.VIDEO, schema.FRAME],
+            columns=[*READ_COLUMNS, schema.IDENTITY],
         )
         .map_batches(
             functools.partial(keep_balanced, cutoff=info.cutoff),

@@ -53,9 +53,11 @@ from pipelines.config import PretrainConfig, TrainConfig
 from pipelines.config.train import DFL_SIZE_FIELDS
 from pipelines.train.board import RunBoard
 from pipelines.train.feed import open_feeds
+from pipelines.train.holdout import FINAL_WAIT_S, ScoreQueue
 
 METRICS_FILE = "metrics.jsonl"
 FAIL_MARKER = ".fail_at_step_done"
+KEPT_LOCAL = ("step", "holdout")  # metrics keys not reported to Ray Train
 
 
 def model_config_of(cfg: TrainConfig) -> ModelConfig:
@@ -109,6 +111,13 @@ class MetricsLog:
         if self.local:
             with open(storage.resolve(self.path)[1], "a") as handle:
                 handle.write(line + "\n")
+
+    def attach(self, record: dict[str, Any]) -> None:
+        """Merge `record` into the last line (rewritten at the next flush)."""
+        if self.lines:
+            self.lines[-1] = json.dumps(json.loads(self.lines[-1]) | record, sort_keys=True)
+            if self.local:
+                self.flush()
 
     def flush(self) -> None:
         payload = "".join(f"{ln}\n" for ln in self.lines).encode()
@@ -194,6 +203,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     log = MetricsLog(cfg.out, start_step) if rank == 0 else None
     board = RunBoard(cfg.out) if rank == 0 else None
+    scores = (
+        ScoreQueue(config["scorer"], config["checkpoints"])
+        if rank == 0 and config.get("scorer")
+        else None
+    )
     held = encoder_parameters(raw_model)  # still while step < --freeze-encoder-steps
     images_per_step = 2 * cfg.batch_size * world
     window, last = LossWindow(device), {}
@@ -244,8 +258,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 }
                 del last["loss"]
                 if log is not None and board is not None:
+                    for score in scores.collect() if scores is not None else []:
+                        last["holdout"] = score  # the latest checkpoint's score
+                        board.scalars(score)
                     log.add(last)
-                    board.scalars(last)
+                    board.scalars({k: v for k, v in last.items() if k != "holdout"})
                 started, data_s, window_steps = time.perf_counter(), 0.0, 0
 
             # [4] report to Ray Train only with a checkpoint: each report can block ~2 s
@@ -253,6 +270,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 models = (raw_model, ema)
                 logs = (log, board)
                 _report_checkpoint(cfg, config, models, optimizer, step, rank, last, logs)
+                if scores is not None:
+                    scores.submit(step)  # scored by the actor while training goes on
+        if scores is not None and bad_step is None and log is not None and board is not None:
+            for score in scores.collect(FINAL_WAIT_S):  # the last checkpoint's, at least
+                log.attach({"holdout": score})
+                board.scalars(score)
+            log.flush()
     finally:
         for feed in feeds.values():
             feed.close()
@@ -313,7 +337,7 @@ def _report_checkpoint(
                 board.image("preview", step, preview)
                 board.flush()
             checkpoint = Checkpoint.from_directory(directory)
-        reported = {"step": step, **{k: v for k, v in metrics.items() if k != "step"}}
+        reported = {"step": step, **{k: v for k, v in metrics.items() if k not in KEPT_LOCAL}}
         ray.train.report(
             reported, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{step:08d}"
         )

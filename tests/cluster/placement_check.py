@@ -3,10 +3,10 @@
     python tests/cluster/placement_check.py CLIP_A CLIP_B WORKDIR  -> prints one JSON line
 
 The cluster (ray.cluster_utils.Cluster) has a head that does no work (0 CPUs), a CPU node
-labelled node-kind=cpu, and a "GPU" node labelled node-kind=gpu that declares one logical
-GPU and a custom resource `fake_gpu`; they stand in for a real GPU. The stages run with
-the placement settings the cluster configs use, and the node of every actor they started
-is read back from the GCS.
+labelled node-kind=cpu (a second one joins for pretraining), and a "GPU" node labelled
+node-kind=gpu that declares one logical GPU and a custom resource `fake_gpu`; they stand
+in for a real GPU. The stages run with the placement settings the cluster configs use,
+and the node of every actor they started is read back from the GCS.
 It needs its own ray.init, so the tests run it in a subprocess, never in pytest's process.
 """
 
@@ -114,6 +114,32 @@ def run_train_stage(workdir: str) -> list[str]:
     return actor_nodes("RayTrainWorker", started)
 
 
+def run_pretrain_stage(cluster: Cluster, workdir: str) -> dict:
+    """`rayswap pretrain` with 2 workers of 1 CPU on the CPU nodes (a second one joins
+    now), so the two DDP ranks run on two nodes; the pool is the faces extract wrote."""
+    from pipelines.config import PretrainConfig
+    from pipelines.train.pretrain import run_pretrain
+
+    cluster.add_node(num_cpus=1, labels={"node-kind": "cpu"})
+    cluster.wait_for_nodes()
+    started = time.time() * 1000
+    cfg = PretrainConfig(
+        faces=(os.path.join(workdir, "extract", "faces"),),
+        out=os.path.join(workdir, "pretrain"),
+        workers=2,
+        cpus_per_worker=1,
+        steps=2,
+        save_every=2,
+        batch_size=2,
+        width=8,
+        latent_dim=32,
+        label_selector="node-kind=cpu",
+    )
+    summary = run_pretrain(cfg)
+    assert summary.step == 2 and summary.checkpoint, summary
+    return {"nodes": actor_nodes("RayTrainWorker", started), "hashes": summary.weight_hashes}
+
+
 def main(clips: list[str], workdir: str) -> dict:
     cluster = Cluster(
         initialize_head=True,
@@ -140,10 +166,12 @@ def main(clips: list[str], workdir: str) -> dict:
             "render": run_render_stage(clips[0], workdir),
             "train": run_train_stage(workdir),
         }
+        pretrain = run_pretrain_stage(cluster, workdir)
+        ran["pretrain"] = pretrain["nodes"]
     finally:
         ray.shutdown()
         cluster.shutdown()
-    return {"nodes": nodes, "ran": ran}
+    return {"nodes": nodes, "ran": ran, "pretrain_hashes": pretrain["hashes"]}
 
 
 if __name__ == "__main__":

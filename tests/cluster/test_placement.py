@@ -49,3 +49,11 @@ def test_train_workers_run_only_on_the_gpu_node(placement):
 def test_render_actors_run_only_on_the_gpu_node(placement):
     nodes, ran = placement["nodes"], placement["ran"]
     assert ran["render"] and set(ran["render"]) == {nodes["gpu"]}
+
+
+def test_pretrain_ranks_run_on_two_nodes_and_end_with_equal_weights(placement):
+    nodes, ran = placement["nodes"], placement["ran"]
+    assert len(ran["pretrain"]) == 2 and len(set(ran["pretrain"])) == 2  # one rank a node
+    assert nodes["gpu"] not in ran["pretrain"] and nodes["head"] not in ran["pretrain"]
+    hashes = placement["pretrain_hashes"]
+    assert len(hashes) == 2 and len(set(hashes)) == 1

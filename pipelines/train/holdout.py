@@ -1,0 +1,139 @@
+"""Is the swap good yet: held-out faces scored at every checkpoint, in an actor of their own.
+
+The driver samples up to --holdout-faces held-out faces of each identity
+(`pipelines.train.data.held_out_faces`) and starts one `HoldoutActor` (0 CPUs reserved:
+it works only for the seconds after each checkpoint) with them and up to
+GALLERY_FACES training faces of each identity. The actor embeds the galleries once
+(`ops.identity`), finds the detector's landmarks of the held-out faces once, and then
+scores each checkpoint it is handed (`ops.holdout.HoldoutScorer`), loading its weights
+(the weight average when there is one, as render does). Rank 0 hands it each checkpoint
+after the report and collects the finished scores at its next log steps, so no rank ever
+waits for a score; the last checkpoint's score is awaited at the end of the run.
+
+Without the eval extra (dlib) there is no actor, and the run says so once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Any
+
+import numpy as np
+import ray
+
+from ops.holdout import HeldOutFaces
+from pipelines.config import TrainConfig
+from pipelines.train.data import FacesInfo, held_out_faces
+
+GALLERY_FACES = 32  # training faces per identity in each gallery (as evaluate's default)
+FINAL_WAIT_S = 600.0  # how long the end of a run waits for the last checkpoint's score
+
+
+def scoring_unavailable() -> str | None:
+    """Why held-out scoring cannot run here (None: it can)."""
+    if importlib.util.find_spec("dlib") is None:
+        return "held-out swap scores need the eval extra: pip install 'rayswap[eval]'"
+    return None
+
+
+@ray.remote(num_cpus=0)
+class HoldoutActor:
+    """Scores checkpoints on one run's held-out faces (see the module docstring)."""
+
+    def __init__(self, held: HeldOutFaces, galleries: dict[str, tuple[list[str], dict]]) -> None:
+        import torch
+
+        from ops.detect import RetinaFaceDetector
+        from ops.faces_dataset import sample_faces
+        from ops.holdout import HoldoutScorer
+        from ops.identity import IdentityEmbedder, identity_distances
+        from pipelines.train.data import is_held_out
+
+        torch.set_num_threads(1)
+        embedder = IdentityEmbedder()
+        embedded = {}
+        for side, (files, holdout) in galleries.items():
+            skip = functools.partial(is_held_out, holdout)  # the galleries are training faces
+            crops, points = sample_faces(files, GALLERY_FACES, skip)
+            parts = [embedder.embed(np.stack(crops[s]), np.stack(points[s])) for s in crops]
+            embedded[side] = np.concatenate(parts)
+        detector = RetinaFaceDetector(threads=1, score_threshold=0.5)
+        self.scorer = HoldoutScorer(
+            held,
+            embedder.embed,
+            detector.detect_batch,
+            embedded["a"],
+            embedded["b"],
+            identity_distances,
+        )
+
+    def score(self, checkpoint: str, step: int) -> dict[str, Any]:
+        """The held-out numbers of one checkpoint, with its step (or the error)."""
+        from ops.checkpoint import load_checkpoint
+
+        try:
+            loaded = load_checkpoint(checkpoint)
+            return {"step": step, **self.scorer.score(loaded.model)}
+        except Exception as exc:  # noqa: BLE001 - a score lost is reported, training goes on
+            return {"step": step, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def start_scorer(
+    cfg: TrainConfig, infos: dict[str, FacesInfo], coverage: float
+) -> tuple[Any | None, str]:
+    """(the actor, or None; a line for the summary) for this run's held-out faces."""
+    if not any(info.held_out for info in infos.values()):
+        return None, "held-out faces: none (--holdout-videos 0 or too few frames)"
+    missing = scoring_unavailable()
+    if missing:
+        return None, missing
+    sides = {}
+    for side, info in infos.items():
+        faces, landmarks = held_out_faces(info, cfg, coverage)
+        if not len(faces):
+            return None, f"held-out faces: none of {side} decode; not scored"
+        sides[side] = (faces, landmarks)
+    held = HeldOutFaces(*sides["a"], *sides["b"])
+    galleries = {side: (info.files, info.holdout) for side, info in infos.items()}
+    note = (
+        f"held-out faces: {len(held.faces_a)} of a, {len(held.faces_b)} of b scored at every "
+        "checkpoint"
+    )
+    return HoldoutActor.remote(held, galleries), note
+
+
+class ScoreQueue:
+    """Rank 0's checkpoints handed to the actor, and the scores that came back."""
+
+    def __init__(self, scorer: Any, checkpoints: str) -> None:
+        self.scorer, self.checkpoints = scorer, checkpoints
+        self.pending: list[Any] = []
+
+    def submit(self, step: int) -> None:
+        from ops import storage
+
+        path = storage.join(self.checkpoints, f"checkpoint_{step:08d}")
+        self.pending.append(self.scorer.score.remote(path, step))
+
+    def collect(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
+        """The scores finished within `timeout_s` (0: those already done), by step."""
+        if not self.pending:
+            return []
+        ready, self.pending = ray.wait(
+            self.pending, num_returns=len(self.pending), timeout=timeout_s
+        )
+        return sorted(ray.get(ready), key=lambda score: score["step"])
+
+
+def best_checkpoint(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The held-out score with the best swap in both directions (mean id_retrieval of a2b
+    and b2a, then mean id_margin), from a run's metrics lines; None without scores."""
+    scores = [line["holdout"] for line in lines if "error" not in line.get("holdout", {"error": 1})]
+
+    def rank(score: dict[str, Any]) -> tuple[float, float]:
+        ids = [score.get(f"holdout_id_retrieval_{d}") or 0.0 for d in ("a2b", "b2a")]
+        margins = [score.get(f"holdout_id_margin_{d}") or 0.0 for d in ("a2b", "b2a")]
+        return (sum(ids) / 2, sum(margins) / 2)
+
+    return max(scores, key=rank) if scores else None
