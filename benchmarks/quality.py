@@ -123,6 +123,7 @@ def _train_flags(args: argparse.Namespace, recipe: str, faces: dict[str, str], o
     flags = ["train", "--a", faces["a"], "--b", faces["b"], "--out", str(out)]
     flags += ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
     flags += ["--cpus-per-worker", str(os.cpu_count() or 1), *RECIPES[recipe]]
+    flags += ["--holdout-videos", "0"]  # all six training emotions train; fear, surprised test
     if args.tiny:
         model = RECIPES[recipe][RECIPES[recipe].index("--model") + 1]
         flags += TINY_MODEL.get(model, TINY_DFL)
