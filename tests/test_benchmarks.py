@@ -84,7 +84,9 @@ def test_quality_benchmark_tiny_mode_trains_renders_and_scores_both_ways(tiny_ru
     results = json.loads((out / "quality.json").read_text())
     assert list(results["runs"]) == list(TINY_RECIPES)
     for run in results["runs"].values():
-        assert run["steps"] == run["planned_steps"] == 12 and run["s_per_step"] > 0
+        # the 6 s budget (--max-train-s) may stop it at any log step (every 4) before 12
+        assert run["planned_steps"] == 12 and run["steps"] in (4, 8, 12)
+        assert run["s_per_step"] > 0
     renders = results["renders"]
     assert {(r["recipe"], r["direction"]) for r in renders} == {
         (recipe, direction) for recipe in TINY_RECIPES for direction in ("a2b", "b2a")
