@@ -99,6 +99,9 @@ def train_run(args: argparse.Namespace, faces: tuple[str, str], work: Path, tiny
         "--log-every",
     ]
     flags += ["4" if tiny else "100", "--cpus-per-worker", f"{args.cpus_per_worker:g}"]
+    # the raw loops' model and a plain recipe, so pipeline / raw compares like with like
+    flags += ["--model", "original", "--loss", "classic", "--warmup-steps", "0"]
+    flags += ["--lr-decay", "constant", "--warp-off-share", "0", "--ema-decay", "0"]
     if tiny:  # two DDP ranks that hold every CPU of this machine between them
         flags += ["--resolution", "64", "--batch-size", "8", "--width", "8", "--latent-dim", "32"]
         flags += ["--workers", str(args.workers)]

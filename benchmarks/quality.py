@@ -1,6 +1,7 @@
 """Swap quality at a fixed training budget: recipes compared in one run, on held-out clips.
 
     python -m benchmarks quality --budget-s 1200 [--recipes today,df,liae] [--out DIR]
+    python -m benchmarks quality --recipes df --init pretrain --init-budget-s 400
     python -m benchmarks quality --tiny --out DIR        # the same chain in seconds (tests)
 
 1. Faces of person_a and person_b from six emotions each of ../shared/data (angry,
@@ -12,12 +13,23 @@
 3. The held-out emotions (fear, surprised) are rendered in both directions: person_a's
    clips with b's face (a2b), person_b's with a's (b2a), then scored by `rayswap evaluate`
    against the training faces (identity retrieval and margin, pose error, jitter, seam).
-4. DIR/quality.json, DIR/quality.md (the table, with steps reached and s/step) and
-   DIR/side_by_side.png: frame 50 of each render, source | one column per recipe.
+4. With `--init`, each recipe also fine-tunes the pair from a pretrained model for
+   `--init-budget-s` (the `+init` column), beside a run from scratch at that same budget:
+   `--init pretrain` first pretrains one here (`rayswap pretrain`, `--pretrain-s`, its time
+   stated and not counted) on the people who are neither the pair nor public figures
+   (benchmarks/pretrained.py); `--init PATH` takes an existing one.
+5. DIR/quality.json, DIR/quality.md (the table, with steps reached and s/step) and
+   DIR/side_by_side.png: frame 50 of each render, source | one column per run.
+   Training holds the held-out clips' faces out and scores them at every checkpoint
+   (benchmarks/quality_scores.py); quality.md sets the last checkpoint's scores beside
+   evaluate's, with what scoring cost per checkpoint.
 
 Quality is judged on both directions: a recipe that swaps a2b but not b2a has not learnt
 the swap. `--tiny` trains a few seconds on one clip per person at reduced size and
-renders trimmed held-out clips, so a test runs the whole chain.
+renders trimmed held-out clips, so a test runs the whole chain; it trains a fixed few
+steps, not for a time, so what it checks does not depend on this machine's speed. Without
+--recipes it pretrains a tiny df on two permitted people and fine-tunes the pair from it
+(the longest chain); with --init, tiny trains only the fine-tuned run of each recipe.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.media import DEFAULT_DATA, one_ray, run_rayswap, shared_clips
+from benchmarks.pretrained import described, pretrain
+from benchmarks.quality_scores import agreement, final_score, scored_faces, scoring_cost
 
 TRAIN_EMOTIONS = ("angry", "contempt", "disgusted", "happy", "neutral", "sad")
 HELD_OUT = ("fear", "surprised")
@@ -44,17 +58,24 @@ METRICS = ("id_retrieval", "id_margin", "pose_error", "jitter", "seam")
 # the budget's worth of steps, and --max-train-s the budget itself.
 PHASES = ["--warmup-steps", "100", "--lr-decay", "cosine", "--warp-off-share", "0.2"]
 DFL = ["--loss", "dfl", *PHASES, "--ema-decay", "0.999", "--coverage", "1.1", "--lr", "3e-4"]
-# name -> `rayswap train` flags; "today" is the model and recipe before the model family
+# the recipe before the model family: classic loss, constant 1e-4, warp throughout, no weight
+# average, the faces' own crop (extract's 1.5)
+CLASSIC = ["--loss", "classic", "--lr", "1e-4", "--warmup-steps", "0", "--lr-decay", "constant"]
+CLASSIC += ["--warp-off-share", "0", "--ema-decay", "0"]
+# name -> `rayswap train` flags, all given (so a recipe stays what it was when defaults move);
+# "today" is the model and recipe before the model family, "df" today's defaults
 RECIPES: dict[str, list[str]] = {
-    "today": ["--model", "original"],
+    "today": ["--model", "original", *CLASSIC, "--coverage", "1.5"],
     "original+recipe": ["--model", "original", *DFL],
     "df": ["--model", "df", *DFL],
     "liae": ["--model", "liae", *DFL],
-    "df-classic": ["--model", "df", "--coverage", "1.1"],
+    "df-classic": ["--model", "df", *CLASSIC, "--coverage", "1.1"],
 }
 DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
-TINY_RECIPES = ("today", "df")  # --tiny without --recipes: one of each model family
+TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
 CALIBRATE_STEPS = 30
+TINY_STEPS = 12
+SAVE_EVERY = {False: 250, True: 6}  # rayswap train's default; tiny: twice in its 12 steps
 TINY_MODEL = {"original": ["--width", "8", "--latent-dim", "32"]}
 TINY_DFL = ["--encoder-dims", "4", "--decoder-dims", "4", "--mask-dims", "2"]
 
@@ -66,12 +87,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--recipes",
         help=f"comma-separated, of {', '.join(RECIPES)} (default: {','.join(DEFAULT_RECIPES)}; "
-        f"with --tiny: {','.join(TINY_RECIPES)})",
+        f"with --tiny: {','.join(TINY_RECIPES)} from a tiny pretrain)",
     )
     parser.add_argument("--resolution", type=int, default=64, help="model input side, px")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gpu", action="store_true", help="train and render on the GPU")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared media set")
+    parser.add_argument(
+        "--init",
+        help="also fine-tune each recipe from a pretrained model: 'pretrain' to pretrain "
+        "one here, or the path of a `rayswap pretrain` run of the same model",
+    )
+    parser.add_argument(
+        "--init-budget-s", type=float, default=400.0, help="fine-tuning s per recipe (--init)"
+    )
+    parser.add_argument(
+        "--pretrain-s", type=float, default=900.0, help="pretraining s per model (--init pretrain)"
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds-long version (tests)")
     parser.add_argument(
         "--work",
@@ -80,12 +112,40 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "a rerun with the same --work skips what is already done",
     )
     args = parser.parse_args(argv)
+    default_recipes = args.recipes is None
     given = args.recipes or ",".join(TINY_RECIPES if args.tiny else DEFAULT_RECIPES)
     args.recipes = [name.strip() for name in given.split(",") if name.strip()]
+    if args.tiny and default_recipes and args.init is None:
+        args.init = "pretrain"
     unknown = [name for name in args.recipes if name not in RECIPES]
     if unknown or not args.recipes:
         parser.error(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}")
+    if args.init not in (None, "pretrain") and not Path(args.init).exists():
+        parser.error(f"--init: {args.init} not found (a `rayswap pretrain` run, or 'pretrain')")
     return args
+
+
+def runs_of(args: argparse.Namespace) -> list[dict]:
+    """What trains, in order: every recipe at the budget and, with --init, from scratch and
+    from the pretrained model at the fine-tuning budget. "label" names the run's column."""
+    found = []
+    for recipe in args.recipes:
+        if not (args.tiny and args.init):  # tiny with --init: only the fine-tuned run
+            found.append({"label": recipe, "recipe": recipe, "budget_s": args.budget_s})
+            found[-1]["init"] = False
+        if args.init is None:
+            continue
+        seconds = "" if args.tiny else f" {args.init_budget_s:g}s"
+        if args.init_budget_s != args.budget_s and not args.tiny:  # tiny: steps, not seconds
+            found.append(
+                {"label": f"{recipe}{seconds}", "recipe": recipe, "init": False}
+                | {"budget_s": args.init_budget_s}
+            )
+        found.append(
+            {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True}
+            | {"budget_s": args.init_budget_s}
+        )
+    return found
 
 
 def _clip(data: Path, side: str, emotion: str) -> str:
@@ -119,15 +179,22 @@ def extract(args: argparse.Namespace, work: Path) -> dict[str, str]:
     return faces
 
 
-def _train_flags(args: argparse.Namespace, recipe: str, faces: dict[str, str], out: Path) -> list:
-    flags = ["train", "--a", faces["a"], "--b", faces["b"], "--out", str(out)]
-    flags += ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
+def model_flags(args: argparse.Namespace, recipe: str) -> list[str]:
+    """The recipe's flags at the benchmark's size (what a pretrained model must share)."""
+    flags = ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
     flags += ["--cpus-per-worker", str(os.cpu_count() or 1), *RECIPES[recipe]]
-    flags += ["--holdout-videos", "0"]  # all six training emotions train; fear, surprised test
     if args.tiny:
         model = RECIPES[recipe][RECIPES[recipe].index("--model") + 1]
         flags += TINY_MODEL.get(model, TINY_DFL)
     return [*flags, *(["--gpu"] if args.gpu else [])]
+
+
+def _train_flags(
+    args: argparse.Namespace, recipe: str, faces: dict[str, str], out: Path, held: int = 0
+) -> list:
+    """`held`: the last videos of each side held out (scored_faces()); 0: none."""
+    flags = ["train", "--a", faces["a"], "--b", faces["b"], "--out", str(out)]
+    return [*flags, *model_flags(args, recipe), "--holdout-videos", str(held)]
 
 
 def _seconds_per_step(lines: list[dict]) -> float | None:
@@ -137,52 +204,81 @@ def _seconds_per_step(lines: list[dict]) -> float | None:
     return (lines[-1]["time"] - lines[0]["time"]) / (lines[-1]["step"] - lines[0]["step"])
 
 
-def calibrate(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> int:
-    """Steps of `recipe` that fit the budget, from CALIBRATE_STEPS steps timed alone."""
+def _metrics(out: Path) -> list[dict]:
+    path = out / "metrics.jsonl"
+    return [json.loads(line) for line in open(path)] if path.exists() else []
+
+
+def calibrate(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> float:
+    """Seconds per step of `recipe`, from CALIBRATE_STEPS steps timed alone (once)."""
     out = work / "calibrate" / recipe
-    flags = _train_flags(args, recipe, faces, out)
-    steps = ["--steps", str(CALIBRATE_STEPS), "--log-every", "5", "--save-every", "1000"]
-    run_rayswap([*flags, *steps], timeout_s=1800)
-    per_step = _seconds_per_step([json.loads(line) for line in open(out / "metrics.jsonl")])
-    return max(CALIBRATE_STEPS, int(args.budget_s / per_step)) if per_step else 1000
+    lines = _metrics(out)
+    if not lines or lines[-1]["step"] < CALIBRATE_STEPS:
+        flags = _train_flags(args, recipe, faces, out)
+        steps = ["--steps", str(CALIBRATE_STEPS), "--log-every", "5", "--save-every", "1000"]
+        run_rayswap([*flags, *steps], timeout_s=1800)
+        lines = _metrics(out)
+    return _seconds_per_step(lines) or args.budget_s / 1000
 
 
-def train(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> dict:
-    """One recipe for the budget; its checkpoint folder, steps reached and s/step."""
-    out = work / "train" / recipe
-    record = work / "train" / f"{recipe}.json"
+def train(
+    args: argparse.Namespace, run: dict, faces: dict[str, str], scored: dict, work: Path
+) -> dict:
+    """One run for its budget; its checkpoint folder, steps reached, s/step, and the
+    held-out score training gave its last checkpoint (faces: the six training emotions;
+    scored: those and the held-out ones, which training holds out and scores).
+
+    Outside tiny mode the phases (warm-up, decay, warp off) are planned over the steps the
+    budget holds at the calibrated s/step, and --max-train-s stops it at the budget."""
+    name = run["label"].replace(" ", "_")
+    out, record = work / "train" / name, work / "train" / f"{name}.json"
     if record.exists():
         return json.loads(record.read_text())
-    planned = 12 if args.tiny else calibrate(args, recipe, faces, work)
-    flags = _train_flags(args, recipe, faces, out)
-    flags += ["--steps", str(planned), "--max-train-s", f"{args.budget_s:g}", "--log-every"]
-    flags += ["4" if args.tiny else "20", "--save-every", str(planned)]
-    _, seconds = run_rayswap(flags, timeout_s=args.budget_s + 1800)
-    lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    run = {
+    recipe = run["recipe"]
+    if args.tiny:
+        planned, timing = TINY_STEPS, []
+    else:
+        planned = max(CALIBRATE_STEPS, int(run["budget_s"] / calibrate(args, recipe, faces, work)))
+        timing = ["--max-train-s", f"{run['budget_s']:g}"]
+    held = len(HELD_OUT[:1] if args.tiny else HELD_OUT)
+    flags = [*_train_flags(args, recipe, scored, out, held), "--steps", str(planned), *timing]
+    flags += ["--log-every", "4" if args.tiny else "20"]
+    flags += ["--save-every", str(SAVE_EVERY[args.tiny])]
+    if run["init"]:
+        flags += ["--init", pretrain(args, recipe, work) if args.init == "pretrain" else args.init]
+    _, seconds = run_rayswap(flags, timeout_s=run["budget_s"] + 1800)
+    lines = _metrics(out)
+    done = {
         "checkpoint": str(out),
+        "recipe": recipe,
+        "budget_s": None if args.tiny else run["budget_s"],
+        "init": run["init"],
         "planned_steps": planned,
         "steps": int(lines[-1]["step"]) if lines else 0,
         "s_per_step": _seconds_per_step(lines),
         "command_s": seconds,
         "loss": (lines[-1]["loss_a"] + lines[-1]["loss_b"]) / 2 if lines else None,
+        "holdout": final_score(lines),
     }
-    record.write_text(json.dumps(run))
-    return run
+    done["holdout_cost"] = scoring_cost(lines, SAVE_EVERY[args.tiny], done["s_per_step"])
+    if run["init"]:
+        done["pretrain"] = described(work, recipe) if args.init == "pretrain" else args.init
+    record.write_text(json.dumps(done))
+    return done
 
 
 def render_and_evaluate(
-    args: argparse.Namespace, recipe: str, faces: dict[str, str], clips: dict, work: Path
+    args: argparse.Namespace, run: dict, faces: dict[str, str], clips: dict, work: Path
 ) -> list[dict]:
     """Render the held-out clips both ways and score them; one row per render."""
-    rows = []
+    rows, recipe, name = [], run["label"], run["label"].replace(" ", "_")
     for direction, side in (("a2b", "a"), ("b2a", "b")):
-        out = work / "render" / recipe / direction
+        out = work / "render" / name / direction
         inputs = [clips[side][e] for e in clips[side]]
         if (out / "evaluation.parquet").exists():
             rows += _evaluation_rows(out, recipe, direction)
             continue
-        flags = ["render", str(work / "train" / recipe), *inputs, "--out", str(out)]
+        flags = ["render", str(work / "train" / name), *inputs, "--out", str(out)]
         run_rayswap([*flags, "--direction", direction, *(["--gpu"] if args.gpu else [])])
         evaluate = ["evaluate", str(out), "--a", faces["a"], "--b", faces["b"]]
         run_rayswap([*evaluate, *(["--gallery-size", "32"] if args.tiny else [])])
@@ -258,11 +354,18 @@ def table(rows: list[dict], runs: dict[str, dict]) -> list[str]:
 
 
 def write_results(args: argparse.Namespace, runs: dict, rows: list[dict], out: Path) -> None:
-    """quality.md and quality.json for what has run so far (written after every recipe)."""
-    settings = (
-        f"budget {args.budget_s:g} s per recipe, {args.resolution} px, batch {args.batch_size}"
-    )
+    """quality.md and quality.json for what has run so far (written after every run)."""
+    budget = f"{TINY_STEPS} steps" if args.tiny else f"budget {args.budget_s:g} s"
+    settings = f"{budget} per recipe, {args.resolution} px, batch {args.batch_size}"
+    if args.init is not None and not args.tiny:
+        settings += f"; fine-tuning and its scratch twin {args.init_budget_s:g} s"
+    pretrained = [run["pretrain"] for run in runs.values() if run.get("pretrain")]
+    settings += "".join(f"\npretrained: {p}" for p in dict.fromkeys(pretrained))
     lines = table(rows, runs)
+    scores = agreement(runs, rows)
+    if scores:
+        lines += ["", "Held-out scores from training's last checkpoint against evaluate:", ""]
+        lines += scores
     (out / "quality.md").write_text(f"{settings}\n\n" + "\n".join(lines) + "\n")
     result = {"settings": vars(args) | {"data": str(args.data)}, "runs": runs, "renders": rows}
     (out / "quality.json").write_text(json.dumps(result, indent=2, default=str))
@@ -273,7 +376,7 @@ def write_results(args: argparse.Namespace, runs: dict, rows: list[dict], out: P
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if args.tiny:
-        args.budget_s, args.resolution, args.batch_size = min(args.budget_s, 6.0), 64, 8
+        args.resolution, args.batch_size = 64, 8
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -286,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         stack.enter_context(one_ray())
         faces = extract(args, work)
         held_out = HELD_OUT[:1] if args.tiny else HELD_OUT
+        emotions = TRAIN_EMOTIONS[:1] if args.tiny else TRAIN_EMOTIONS
+        scored = scored_faces(args, work, emotions, held_out)
         clips = {s: {e: _clip(args.data, s, e) for e in held_out} for s in PEOPLE}
         if args.tiny:
             (work / "short").mkdir(exist_ok=True)
@@ -294,9 +399,9 @@ def main(argv: list[str] | None = None) -> None:
                 for s, c in clips.items()
             }
         runs, rows = {}, []
-        for recipe in args.recipes:
-            runs[recipe] = train(args, recipe, faces, work)
-            rows += render_and_evaluate(args, recipe, faces, clips, work)
+        for run in runs_of(args):
+            runs[run["label"]] = train(args, run, faces, scored, work)
+            rows += render_and_evaluate(args, run, faces, clips, work)
             write_results(args, runs, rows, out)
-        side_by_side(rows, args.recipes, out / "side_by_side.png")
+        side_by_side(rows, list(runs), out / "side_by_side.png")
     print(f"side by side: {out / 'side_by_side.png'}")

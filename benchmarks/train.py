@@ -176,6 +176,11 @@ def pipeline_rate(args: argparse.Namespace, faces: tuple[str, str], **overrides)
             log_every=max(1, args.steps // 6),
             cpus_per_worker=float(args.threads),
             gpu=args.device == "cuda",
+            # the raw loop's model and a plain recipe, so the two rates compare
+            model="original",
+            loss="classic",
+            warmup_steps=0,
+            ema_decay=0.0,
         )
         fields.update(overrides)
         run_train(TrainConfig(**fields))

@@ -47,7 +47,7 @@ done
 echo "local: [4/6] train (2 DDP workers on CPU)"
 rayswap submit -- train --a "${WORK}/extract/faces/a" --b "${WORK}/extract/faces/b" \
     --out "${WORK}/train" --workers 2 --resolution 64 --batch-size 8 --steps 40 \
-    --save-every 20 --width 16 --latent-dim 128
+    --save-every 20 --model original --width 16 --latent-dim 128
 
 echo "local: [5/6] render a2b"
 rayswap submit -- render "${WORK}/train" "${WORK}/clips/sample_a.mp4" --out "${WORK}/render" \

@@ -69,9 +69,11 @@ def run_demo(
         steps=steps,
         save_every=max(1, steps // 2),
         log_every=max(1, steps // 6),
+        model="original",  # the smallest family: a smoke test, not a swap
         width=16,
         latent_dim=128,
         lr=5e-4,
+        warmup_steps=0,
     )
     trained = run_train(train_cfg, on_progress=lambda m: echo(_train_line(m, steps)))
     if trained.checkpoint is None:

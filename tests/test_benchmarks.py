@@ -16,12 +16,13 @@ from tests.conftest import shared_video
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_tiny(names: list[str], out: Path) -> subprocess.CompletedProcess:
-    """`python -m benchmarks NAME... --tiny --out OUT` with this machine's own local Ray."""
+def run_tiny(names: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m benchmarks NAME... --tiny --out OUT [EXTRA]` with this machine's own
+    local Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", *names, "--tiny", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", *names, "--tiny", "--out", str(out), *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -34,12 +35,14 @@ def run_tiny(names: list[str], out: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory) -> tuple[Path, str]:
-    """The GPU check and the node benchmark in their tiny modes, one after the other in
-    one process on one default-size local Ray (as `python -m benchmarks gpu node` runs)."""
+    """The GPU check, the node benchmark and the quality benchmark in their tiny modes, one
+    after the other in one process on one default-size local Ray (as
+    `python -m benchmarks gpu node quality` runs)."""
     shared_video("person_a__mead_M030_front_happy.mp4")
     shared_video("person_d__liveportrait_d18.mp4")
+    shared_video("person_c__mead_W011_front_angry.mp4")  # pretrained on, with person_d
     out = tmp_path_factory.mktemp("tiny")
-    return out, run_tiny(["gpu", "node"], out).stdout
+    return out, run_tiny(["gpu", "node", "quality"], out).stdout
 
 
 @pytest.mark.data
@@ -71,6 +74,63 @@ def test_node_benchmark_tiny_mode_renders_and_extracts(tiny_runs):
     assert results["extract"]["cpu"]["frames_per_s"] > 0
     if shutil.which("nvidia-smi") is None:
         assert results["render"]["gpu_util"]["mean"] is None  # nothing to sample
+
+
+@pytest.mark.data
+def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(tiny_runs):
+    """Tiny mode's chain: pretrain df on two permitted people, fine-tune the pair from it
+    (scoring held-out faces at its checkpoints), render the held-out clip both ways,
+    evaluate, and set training's scores beside evaluate's."""
+    import cv2
+
+    from benchmarks.pretrained import NEVER
+    from benchmarks.quality import FRAME, TINY_STEPS, TRAIN_EMOTIONS
+
+    out, _ = tiny_runs
+    results = json.loads((out / "quality.json").read_text())
+    assert list(results["runs"]) == ["df+init"]
+    for run in results["runs"].values():
+        assert run["planned_steps"] == run["steps"] == TINY_STEPS and run["s_per_step"] > 0
+        # training scored the held-out clips' faces at its checkpoints (at least the last)
+        assert run["holdout"]["step"] == TINY_STEPS and run["holdout_cost"]["checkpoints"] >= 1
+        for direction in ("a2b", "b2a"):
+            assert 0 <= run["holdout"][f"holdout_id_retrieval_{direction}"] <= 1
+    tuned = results["runs"]["df+init"]
+    assert tuned["init"] and tuned["pretrain"].startswith(f"df: {TINY_STEPS} steps in ")
+    pool = tuned["pretrain"].split(" on ")[1].split(", ")
+    assert pool == ["person_c", "person_d"] and not set(pool) & set(NEVER)
+    # the fine-tuned run says in its own config what came from the pretrained model
+    from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
+
+    init = read_checkpoint_config(find_latest_checkpoint(f"{tuned['checkpoint']}/train"))["init"]
+    assert init["pretrained"] and "/pretrain/df/" in init["path"]
+    assert init["reinitialised"] == ["inter"] and "encoder" in init["copied"]
+    renders = results["renders"]
+    assert {(r["recipe"], r["direction"]) for r in renders} == {
+        ("df+init", "a2b"),
+        ("df+init", "b2a"),
+    }
+    for row in renders:
+        assert row["error"] is None and row["clip"] == "fear"  # a held-out emotion
+        assert row["clip"] not in TRAIN_EMOTIONS
+        assert 0 <= row["id_retrieval"] <= 1 and row["pose_error"] >= 0 and row["seam"] >= 0
+        assert row["output"] != row["source"]
+    table = (out / "quality.md").read_text()
+    assert table.startswith(f"{TINY_STEPS} steps per recipe, 64 px")
+    assert "pretrained: df: " in table
+    assert table.count("| df+init | a2b | ") == table.count("| df+init | b2a | ") == 1
+    assert table.count("| a2b fear |") == table.count("| b2a fear |") == 1
+    picture = cv2.imread(str(out / "side_by_side.png"))  # 2 renders x (source + 1 run)
+    assert picture.shape == (2 * 256, 2 * 256, 3)
+    assert FRAME < 54 and picture[:, 256:].std() > 5  # swapped frames, not blank tiles
+
+
+def test_quality_benchmark_checks_init_before_anything_runs(tmp_path):
+    from benchmarks.quality import main
+
+    with pytest.raises(SystemExit, match="2"):
+        main(["--init", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert not (tmp_path / "quality.json").exists()
 
 
 def test_benchmark_names_are_checked_before_anything_runs(capsys):

@@ -143,7 +143,8 @@ def test_train_more_workers_than_this_machine_has_exits_2_before_ray(tmp_path):
     share = f"{(os.cpu_count() or 2) / 2:g}"
     base = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
     base += ["--out", str(tmp_path / "out"), "--cpus-per-worker", share, "--batch-size", "4"]
-    base += ["--width", "4", "--latent-dim", "16", "--steps", "4", "--save-every", "4"]
+    base += ["--model", "original", "--width", "4", "--latent-dim", "16"]
+    base += ["--steps", "4", "--save-every", "4"]
     base += ["--log-every", "2"]
     result = _rayswap(*base, "--workers", "3", timeout_s=60)
     assert result.returncode == 2, result.stderr

@@ -19,7 +19,9 @@ from pipelines.config.flags import (
 )
 
 EXPORT_FORMATS = ("torchscript", "onnx")  # what pipelines/export.py writes
-DEFAULT_MODEL = "original"  # the model family `rayswap train` builds without --model
+# The defaults are the recipe the quality benchmark ranked best (docs/benchmarks.md):
+DEFAULT_MODEL = "df"  # the model family `rayswap train` builds without --model
+DEFAULT_COVERAGE = 1.1  # the model's crop without --coverage (the faces' own if narrower)
 DEFAULT_WIDTH = 32  # --width, which sizes only the original model
 DFL_SIZE_FIELDS = ("encoder_dims", "decoder_dims", "mask_dims")  # size only df and liae
 
@@ -60,7 +62,8 @@ class TrainConfig:
         None,
         "Face crop the model sees, as extract's --coverage (smaller: the face fills more of "
         "the model's pixels): a centre region of the extracted crops, at most their "
-        "coverage. Render aligns new faces the same way. Default: the faces' own.",
+        f"coverage. Render aligns new faces the same way. Default: {DEFAULT_COVERAGE}, or the "
+        "faces' own when that is narrower.",
         (lambda v: v is None or 0.5 <= v <= 4.0, "must be in [0.5, 4]"),
         show_default=False,
     )
@@ -110,18 +113,18 @@ class TrainConfig:
         show_default=False,
     )
     lr: float = option(
-        1e-4,
+        3e-4,
         "Adam learning rate (the peak, with --warmup-steps / --lr-decay).",
         (lambda v: 0 < v < 1, "must be in (0, 1)"),
     )
     warmup_steps: int = option(
-        0,
+        100,
         "Raise the learning rate linearly from --lr / N to --lr over the first N steps; "
         "0: no warm-up.",
         at_least(0),
     )
     lr_decay: str = option(
-        "constant",
+        "cosine",
         "After the warm-up: constant, or a cosine or linear decay to --lr-floor x --lr at "
         "--steps. With --warmup-steps 0 and constant the rate never changes.",
         one_of_lazy("ops.recipe", "LR_DECAYS"),
@@ -130,21 +133,21 @@ class TrainConfig:
         0.1, "Fraction of --lr that a cosine or linear --lr-decay ends at.", within(0, 1)
     )
     warp_off_share: float = option(
-        0.0,
+        0.2,
         "Train the last share of --steps without the random warp (e.g. 0.2: the last 20%), "
         "which sharpens detail; 0: warp throughout. The phase follows the step, so a "
         "resumed run keeps it.",
         (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     )
     loss: str = option(
-        "classic",
+        "dfl",
         "classic: DSSIM (11 px window) + L1, weighted to the face, eyes and mouth, + L1 of "
         "the mask. dfl: DSSIM at two windows (resolution / 11.6 and / 23.2 px) + MSE in the "
         "face, + L1 on the eyes and mouth (weight 30), + MSE of the mask. Both in float32.",
         one_of_lazy("ops.losses", "LOSSES"),
     )
     ema_decay: float = option(
-        0.0,
+        0.999,
         "Keep a moving average of the weights with this decay (e.g. 0.999), saved in each "
         "checkpoint as ema.pt and used by the preview, render and export; 0: none.",
         (lambda v: 0 <= v < 1, "must be in [0, 1)"),

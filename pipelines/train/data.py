@@ -36,6 +36,7 @@ from ops.checkpoint import (
 from ops.faces_dataset import dataset_of, open_faces
 from ops.model import ModelConfig
 from pipelines.config import TrainConfig
+from pipelines.config.train import DEFAULT_COVERAGE
 from pipelines.runtime.ray_setup import wait_for_free_cpu
 
 READ_COLUMNS = [
@@ -137,6 +138,14 @@ def plan_holdout(videos: list[str], frames: list[int], cfg: TrainConfig) -> dict
     return cut
 
 
+def model_coverage(cfg: TrainConfig, info: Any) -> float:
+    """The coverage of the model's input: --coverage, else DEFAULT_COVERAGE or, when the
+    extracted faces (`info.coverage`) are narrower, theirs."""
+    if cfg.coverage is not None:
+        return float(cfg.coverage)
+    return min(DEFAULT_COVERAGE, float(info.coverage))
+
+
 def is_held_out(holdout: dict[str, int], video: str, frame: int) -> bool:
     first = holdout.get(video)
     return first is not None and int(frame) >= first
@@ -233,7 +242,7 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
             functools.partial(
                 decode_faces,
                 resolution=cfg.resolution,
-                coverage=cfg.coverage,
+                coverage=model_coverage(cfg, info),
                 holdout=info.holdout,
             ),
             batch_format="numpy",

@@ -43,7 +43,13 @@ from pipelines.config import TrainConfig, parse_label_selector
 from pipelines.config.flags import BadInvocation
 from pipelines.runtime.checks import check_out_dir, runs_local
 from pipelines.runtime.ray_setup import connect_ray
-from pipelines.train.data import FacesInfo, check_resume, inspect_faces, load_faces
+from pipelines.train.data import (
+    FacesInfo,
+    check_resume,
+    inspect_faces,
+    load_faces,
+    model_coverage,
+)
 from pipelines.train.holdout import best_checkpoint, start_scorer
 from pipelines.train.worker import METRICS_FILE, model_config_of, train_loop_per_worker
 
@@ -120,11 +126,6 @@ def prepare_train(cfg: TrainConfig) -> dict[str, FacesInfo]:
     if runs_local(cfg.address):
         check_resources(cfg, float(os.cpu_count() or 1), local_gpus())  # before Ray starts
     return infos
-
-
-def model_coverage(cfg: TrainConfig, info: FacesInfo) -> float:
-    """The coverage of the model's input: --coverage, else that of the extracted faces."""
-    return info.coverage if cfg.coverage is None else float(cfg.coverage)
 
 
 def _storage_args(out: str) -> dict[str, Any]:

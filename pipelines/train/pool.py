@@ -28,7 +28,7 @@ from ops import schema, storage
 from ops.faces_dataset import open_faces
 from pipelines.config import PretrainConfig
 from pipelines.runtime.ray_setup import wait_for_free_cpu
-from pipelines.train.data import READ_COLUMNS, FacesInfo, decode_faces
+from pipelines.train.data import READ_COLUMNS, FacesInfo, decode_faces, model_coverage
 
 
 @dataclass
@@ -143,7 +143,9 @@ def load_pool(cfg: PretrainConfig, info: PoolInfo) -> tuple[Any, np.ndarray, np.
             batch_size=256,
         )
         .map_batches(
-            functools.partial(decode_faces, resolution=cfg.resolution, coverage=cfg.coverage),
+            functools.partial(
+                decode_faces, resolution=cfg.resolution, coverage=model_coverage(cfg, info)
+            ),
             batch_format="numpy",
             batch_size=64,
         )

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pipelines.config import PretrainConfig
 from pipelines.runtime.checks import check_out_dir, runs_local
 from pipelines.runtime.ray_setup import connect_ray
-from pipelines.train.data import check_resume
-from pipelines.train.driver import TrainSummary, check_resources, fit, local_gpus, model_coverage
+from pipelines.train.data import check_resume, model_coverage
+from pipelines.train.driver import TrainSummary, check_resources, fit, local_gpus
 from pipelines.train.pool import PoolInfo, inspect_pool, load_pool
 from pipelines.train.worker import model_config_of
 

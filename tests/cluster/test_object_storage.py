@@ -97,6 +97,7 @@ def s3_trained(ray_local, s3_server, tmp_path_factory) -> dict:
         steps=2,
         save_every=2,
         log_every=1,
+        model="original",
         width=4,
         latent_dim=16,
         preview_faces=2,

@@ -22,13 +22,27 @@ def train_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**{**fields, **overrides})
 
 
-def test_default_flags_build_todays_model_and_a_constant_recipe(tmp_path):
+def test_default_flags_build_the_benchmarks_best_model_and_recipe(tmp_path):
+    """The defaults are the quality benchmark's winner: df with its default dims, the dfl
+    loss, 100 warm-up steps then a cosine decay, warp off for the last 20%, an EMA."""
     cfg = train_config(tmp_path)
+    assert model_config_of(cfg) == ModelConfig(model="df", resolution=64, **DFL_DIMS)
+    assert model_config_of(cfg).latent_dim == LATENT_DIMS["df"]
+    recipe = recipe_of(cfg)
+    assert recipe.lr_at(0) == pytest.approx(cfg.lr / 100) and recipe.lr_at(99) == cfg.lr
+    assert recipe.lr_at(cfg.steps - 1) == pytest.approx(0.1 * cfg.lr)
+    assert recipe.warp_at(int(0.8 * cfg.steps) - 1) and not recipe.warp_at(int(0.8 * cfg.steps))
+    assert recipe.ema_decay == 0.999 and cfg.loss == "dfl" and cfg.lr == 3e-4
+    assert cfg.coverage is None  # resolved per faces dataset: 1.1, or theirs when narrower
+
+
+def test_the_recipe_before_the_model_family_is_still_there_by_its_flags(tmp_path):
+    classic = dict(loss="classic", lr=1e-4, warmup_steps=0, lr_decay="constant")
+    cfg = train_config(tmp_path, model="original", warp_off_share=0, ema_decay=0, **classic)
     assert model_config_of(cfg) == ModelConfig(resolution=64, width=32, latent_dim=256)
     recipe = recipe_of(cfg)
     assert {recipe.lr_at(step) for step in range(cfg.steps)} == {cfg.lr}
-    assert all(recipe.warp_at(step) for step in range(cfg.steps))
-    assert recipe.ema_decay == 0 and cfg.loss == "classic"
+    assert all(recipe.warp_at(step) for step in range(cfg.steps)) and recipe.ema_decay == 0
 
 
 @pytest.mark.parametrize("family", ("df", "liae"))
@@ -57,7 +71,7 @@ def test_recipe_flags_reach_the_recipe(tmp_path):
     ("overrides", "named"),
     [
         ({"model": "df", "width": 64}, "--width"),
-        ({"encoder_dims": 16}, "--encoder-dims"),
+        ({"model": "original", "encoder_dims": 16}, "--encoder-dims"),
         ({"model": "liae", "mask_dims": 1}, "--mask-dims"),
         ({"model": "h128"}, "--model"),
         ({"loss": "l2"}, "--loss"),
@@ -89,7 +103,8 @@ def test_resume_into_a_run_of_another_family_is_refused_naming_model(tmp_path):
     cfg = train_config(tmp_path, model="df")
     with pytest.raises(ValueError, match=r"--out: .*model='original'.*same --model or"):
         check_resume(cfg, model_config_of(cfg), 1.5)
-    check_resume(train_config(tmp_path), model_config_of(train_config(tmp_path)), 1.5)
+    original = train_config(tmp_path, model="original")
+    check_resume(original, model_config_of(original), 1.5)
 
 
 def test_resume_with_other_dims_is_refused_naming_the_dims_flag(tmp_path):
