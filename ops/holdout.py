@@ -5,7 +5,11 @@
 
 `held` holds aligned crops of A and of B that training never saw (whole held-out videos,
 `pipelines.train.data`), at the model's resolution and coverage. Each side is swapped to the
-other identity and reconstructed as itself; then, per direction:
+other identity and reconstructed as itself. The swapped face is then put into its source
+crop as render puts it into the frame (`ops.blend`: colour-matched inside the template oval,
+blended with the decoder's mask eroded and feathered at render's defaults), so what is
+scored is what a render would show, hair, ears and background of the source included; then,
+per direction:
 
 - id_retrieval: share of swapped faces nearer the target's gallery than the source's
   (`ops.identity` embeddings against galleries of the training faces), id_margin: mean of
@@ -30,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from ops.blend import blend_mask, match_color, template_oval
 from ops.losses import ssim_map
 from ops.metrics import pose_errors
 from ops.smooth import face_scale, match_face
@@ -48,6 +53,7 @@ class HeldOutFaces:
     landmarks_a: np.ndarray
     faces_b: np.ndarray
     landmarks_b: np.ndarray
+    coverage: float = 1.5  # of the crops (the model's), for render's template oval
 
 
 def _tensor(faces: np.ndarray) -> torch.Tensor:
@@ -86,6 +92,7 @@ class HoldoutScorer:
         self.distances = distances
         self.sides = {"a": (held.faces_a, held.landmarks_a), "b": (held.faces_b, held.landmarks_b)}
         self.source_points = {side: self._landmarks(*arrays) for side, arrays in self.sides.items()}
+        self.oval = template_oval(held.faces_a.shape[1], held.coverage)
 
     @torch.no_grad()
     def score(self, model: torch.nn.Module) -> dict[str, float | int | None]:
@@ -96,7 +103,8 @@ class HoldoutScorer:
         for source, (faces, landmarks) in self.sides.items():
             target = "b" if source == "a" else "a"
             x = _tensor(faces)
-            swapped = _images(model.swap(x, target)[0])
+            rgb, mask = model.swap(x, target)
+            swapped = self._pasted(_images(rgb), mask[:, 0].float().clamp(0, 1).numpy(), faces)
             own = model.swap(x, source)[0]
             found[f"{PREFIX}ssim_{source}"] = float(ssim_map(own, x).mean())
             direction = f"{source}2{target}"
@@ -107,6 +115,16 @@ class HoldoutScorer:
         found[f"{PREFIX}faces"] = int(sum(len(faces) for faces, _ in self.sides.values()))
         found[f"{PREFIX}seconds"] = time.perf_counter() - started
         return found
+
+    def _pasted(self, swapped: np.ndarray, masks: np.ndarray, sources: np.ndarray) -> np.ndarray:
+        """Swapped crops put into their sources as render pastes them (uint8, like sources)."""
+        pasted = np.empty_like(sources)
+        for i, (rgb, learned, source) in enumerate(zip(swapped, masks, sources, strict=True)):
+            rgb = match_color(rgb, source, self.oval)
+            weight = blend_mask(learned, self.oval)[..., None]
+            mixed = weight * rgb.astype(np.float32) + (1 - weight) * source.astype(np.float32)
+            pasted[i] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+        return pasted
 
     def _direction(
         self,

@@ -94,7 +94,7 @@ def start_scorer(
         if not len(faces):
             return None, f"held-out faces: none of {side} decode; not scored"
         sides[side] = (faces, landmarks)
-    held = HeldOutFaces(*sides["a"], *sides["b"])
+    held = HeldOutFaces(*sides["a"], *sides["b"], coverage=coverage)
     galleries = {side: (info.files, info.holdout) for side, info in infos.items()}
     note = (
         f"held-out faces: {len(held.faces_a)} of a, {len(held.faces_b)} of b scored at every "
