@@ -70,7 +70,7 @@ def test_run_train_two_workers_write_checkpoint_with_equal_weights(first_run):
     assert loaded.step == 4 and loaded.coverage == pytest.approx(1.1) and loaded.size == 64
     assert loaded.model_config.resolution == 64
     files = sorted(p.name for p in Path(summary.checkpoint).iterdir())
-    assert files == ["config.json", "model.pt", "optimizer.pt", "preview.png"]
+    assert files == ["config.json", "ema.pt", "model.pt", "optimizer.pt", "preview.png"]  # EMA on
     assert (Path(cfg.out) / "preview.png").exists()
     lines = [json.loads(line) for line in open(f"{cfg.out}/metrics.jsonl")]
     assert [line["step"] for line in lines] == [1, 2, 3, 4]
