@@ -46,6 +46,7 @@ import numpy as np
 from benchmarks.media import DEFAULT_DATA, one_ray, run_rayswap, shared_clips
 from benchmarks.pretrained import described, pretrain
 from benchmarks.quality_scores import agreement, final_score, scored_faces, scoring_cost
+from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 
 TRAIN_EMOTIONS = ("angry", "contempt", "disgusted", "happy", "neutral", "sad")
 HELD_OUT = ("fear", "surprised")
@@ -263,6 +264,7 @@ def train(
     done["holdout_cost"] = scoring_cost(lines, SAVE_EVERY[args.tiny], done["s_per_step"])
     if run["init"]:
         done["pretrain"] = described(work, recipe) if args.init == "pretrain" else args.init
+        done["init_plan"] = read_checkpoint_config(find_latest_checkpoint(f"{out}/train"))["init"]
     record.write_text(json.dumps(done))
     return done
 

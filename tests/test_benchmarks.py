@@ -99,10 +99,8 @@ def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(t
     assert tuned["init"] and tuned["pretrain"].startswith(f"df: {TINY_STEPS} steps in ")
     pool = tuned["pretrain"].split(" on ")[1].split(", ")
     assert pool == ["person_c", "person_d"] and not set(pool) & set(NEVER)
-    # the fine-tuned run says in its own config what came from the pretrained model
-    from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
-
-    init = read_checkpoint_config(find_latest_checkpoint(f"{tuned['checkpoint']}/train"))["init"]
+    # the fine-tuned run's checkpoint config says what came from the pretrained model
+    init = tuned["init_plan"]
     assert init["pretrained"] and "/pretrain/df/" in init["path"]
     assert init["reinitialised"] == ["inter"] and "encoder" in init["copied"]
     renders = results["renders"]
