@@ -52,8 +52,9 @@ def faces(args: argparse.Namespace, work: Path) -> str:
     return str(out / "faces")
 
 
-def pretrain(args: argparse.Namespace, recipe: str, work: Path) -> str:
-    """The run folder of `recipe`'s model pretrained on faces(), trained once."""
+def pretrain(args: argparse.Namespace, recipe: str, work: Path, pair: dict[str, str]) -> str:
+    """The run folder of `recipe`'s model pretrained on faces(), trained once (`pair`: the
+    pair's faces, on which the recipe's s/step is calibrated)."""
     from benchmarks import quality
 
     out = work / "pretrain" / recipe
@@ -65,7 +66,7 @@ def pretrain(args: argparse.Namespace, recipe: str, work: Path) -> str:
     if args.tiny:
         steps, timing = quality.TINY_STEPS, []
     else:
-        per_step = quality.calibrate(args, recipe, quality.extract(args, work), work)
+        per_step = quality.calibrate(args, recipe, pair, work)
         steps = max(quality.CALIBRATE_STEPS, int(args.pretrain_s / per_step))
         timing = ["--max-train-s", f"{args.pretrain_s:g}"]
     flags += ["--steps", str(steps), *timing, "--log-every", "4" if args.tiny else "20"]

@@ -5,8 +5,9 @@
     python -m benchmarks quality --tiny --out DIR        # the same chain in seconds (tests)
 
 1. Faces of person_a and person_b from six emotions each of ../shared/data (angry,
-   contempt, disgusted, happy, neutral, sad) through one real `rayswap extract --size 128`.
-   Only these two people are trained on; the public figures of the media set never are.
+   contempt, disgusted, happy, neutral, sad) and the two held-out ones, through one real
+   `rayswap extract --size 128` (benchmarks/quality_scores.py). Only these two people are
+   trained on; the public figures of the media set never are.
 2. Every recipe (a named set of `rayswap train` flags, RECIPES) trains from scratch on
    them for the same wall-clock budget (`--budget-s`, the train command's own
    `--max-train-s`), one after the other in this process, on one Ray.
@@ -45,7 +46,13 @@ import numpy as np
 
 from benchmarks.media import DEFAULT_DATA, one_ray, run_rayswap, shared_clips
 from benchmarks.pretrained import described, pretrain
-from benchmarks.quality_scores import agreement, final_score, scored_faces, scoring_cost
+from benchmarks.quality_scores import (
+    agreement,
+    final_score,
+    gallery_faces,
+    scored_faces,
+    scoring_cost,
+)
 from ops.checkpoint import find_latest_checkpoint, read_checkpoint_config
 
 TRAIN_EMOTIONS = ("angry", "contempt", "disgusted", "happy", "neutral", "sad")
@@ -71,6 +78,8 @@ RECIPES: dict[str, list[str]] = {
     "df": ["--model", "df", *DFL],
     "liae": ["--model", "liae", *DFL],
     "df-classic": ["--model", "df", *CLASSIC, "--coverage", "1.1"],
+    # df with twice the decoder's channels (where each identity lives)
+    "df-d32": ["--model", "df", *DFL, "--decoder-dims", "32"],
 }
 DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
 TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
@@ -165,21 +174,6 @@ def trimmed(path: str, frames: int, folder: Path) -> str:
     return str(out)
 
 
-def extract(args: argparse.Namespace, work: Path) -> dict[str, str]:
-    """Faces of both people from the training emotions: {"a": faces folder, "b": ...}."""
-    emotions = TRAIN_EMOTIONS[:1] if args.tiny else TRAIN_EMOTIONS
-    rows = [f"{_clip(args.data, s, e)},{s}" for s in PEOPLE for e in emotions]
-    faces = {side: str(work / "faces" / "faces" / side) for side in PEOPLE}
-    if (work / "faces" / "extract_done.json").exists():
-        return faces
-    manifest = work / "train_clips.csv"
-    manifest.write_text("uri,identity\n" + "\n".join(rows) + "\n")
-    flags = ["extract", str(manifest), "--out", str(work / "faces"), "--size", "128"]
-    run_rayswap([*flags, *(["--every-n", "2"] if args.tiny else [])], timeout_s=3600)
-    (work / "faces" / "extract_done.json").write_text("{}")
-    return faces
-
-
 def model_flags(args: argparse.Namespace, recipe: str) -> list[str]:
     """The recipe's flags at the benchmark's size (what a pretrained model must share)."""
     flags = ["--resolution", str(args.resolution), "--batch-size", str(args.batch_size)]
@@ -246,7 +240,8 @@ def train(
     flags += ["--log-every", "4" if args.tiny else "20"]
     flags += ["--save-every", str(SAVE_EVERY[args.tiny])]
     if run["init"]:
-        flags += ["--init", pretrain(args, recipe, work) if args.init == "pretrain" else args.init]
+        made = args.init == "pretrain"
+        flags += ["--init", pretrain(args, recipe, work, faces) if made else args.init]
     _, seconds = run_rayswap(flags, timeout_s=run["budget_s"] + 1800)
     lines = _metrics(out)
     done = {
@@ -389,10 +384,10 @@ def main(argv: list[str] | None = None) -> None:
             work = args.work
             work.mkdir(parents=True, exist_ok=True)
         stack.enter_context(one_ray())
-        faces = extract(args, work)
         held_out = HELD_OUT[:1] if args.tiny else HELD_OUT
         emotions = TRAIN_EMOTIONS[:1] if args.tiny else TRAIN_EMOTIONS
-        scored = scored_faces(args, work, emotions, held_out)
+        scored = scored_faces(args, work, emotions, held_out)  # the one extraction
+        faces = gallery_faces(scored, work, held_out)  # its training emotions
         clips = {s: {e: _clip(args.data, s, e) for e in held_out} for s in PEOPLE}
         if args.tiny:
             (work / "short").mkdir(exist_ok=True)

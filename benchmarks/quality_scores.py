@@ -7,7 +7,9 @@ reports can be set beside `rayswap evaluate`'s on a render from the same checkpo
 - scored_faces(): both people's faces from the training AND held-out emotions, extracted
   from links named so that the held-out clips come last by name (`--holdout-videos N`
   holds out the last N videos by name). Training still sees only the six training
-  emotions, the same faces as extract()'s.
+  emotions. The benchmark's one extraction.
+- gallery_faces(): the training emotions' rows of those (evaluate's gallery, and what
+  calibration trains on), written as faces datasets of their own.
 - final_score() / scoring_cost(): the last checkpoint's held-out score and what scoring
   cost, per checkpoint, against the training seconds between two checkpoints.
 - agreement(): the table of training's scores against evaluate's (mean of the clips).
@@ -46,6 +48,38 @@ def scored_faces(args: argparse.Namespace, work: Path, train: tuple, held_out: t
     flags = ["extract", str(manifest), "--out", str(out), "--size", "128"]
     run_rayswap([*flags, *(["--every-n", "2"] if args.tiny else [])], timeout_s=3600)
     (out / "extract_done.json").write_text("{}")
+    return faces
+
+
+def gallery_faces(scored: dict[str, str], work: Path, held_out: tuple) -> dict[str, str]:
+    """{"a": faces folder, "b": ...}: the rows of `scored` from no held-out clip (Parquet
+    files filtered row by row, never re-extracted)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ops import schema
+
+    held = pa.array(list(held_out), pa.string())
+
+    out = work / "gallery"
+    faces = {side: str(out / "faces" / side) for side in scored}
+    if (out / "done.json").exists():
+        return faces
+    for side, folder in scored.items():
+        Path(faces[side]).mkdir(parents=True, exist_ok=True)
+        for path in sorted(Path(folder).glob("*.parquet")):
+            table = pq.read_table(path)
+            emotion = [Path(v).stem.rsplit("_", 1)[-1] for v in table[schema.VIDEO].to_pylist()]
+            keep = pc.invert(pc.is_in(pa.array(emotion, pa.string()), value_set=held))
+            if table.num_rows and pc.any(keep).as_py():
+                pq.write_table(table.filter(keep), Path(faces[side]) / path.name)
+    config = Path(scored["a"]).parents[1] / "_config.json"
+    if config.exists():
+        shutil.copy(config, out / "_config.json")
+    (out / "done.json").write_text("{}")
     return faces
 
 

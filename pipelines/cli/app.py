@@ -140,22 +140,38 @@ def help_text(doc: str | None) -> str | None:
 
 
 def command(
-    config: type[T], name: str | None = None, group: typer.Typer = app
+    config: type[T],
+    name: str | None = None,
+    group: typer.Typer = app,
+    defaults: Callable[[dict[str, Any], set[str]], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[[T], None]], Callable[[T], None]]:
-    """Register `fn(cfg)` as the command `name` (default: fn's name) of `group`."""
+    """Register `fn(cfg)` as the command `name` (default: fn's name) of `group`.
+
+    defaults(values, given): may replace the values of flags not given on the command
+    line (`given`: the names of those that were) before the config is built."""
 
     def register(fn: Callable[[T], None]) -> Callable[[T], None]:
-        def run(**values: Any) -> None:
+        def run(context: typer.Context, **values: Any) -> None:
+            if defaults is not None:
+                values = preflight(defaults, values, given_names(context, values))
             fn(build(config, values))
 
         params = parameters(config)
-        run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in params}
+        own = inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        run.__signature__ = inspect.Signature([own, *params])  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in [own, *params]}
         run.__name__ = fn.__name__
         group.command(name, help=help_text(fn.__doc__))(run)
         return fn
 
     return register
+
+
+def given_names(context: typer.Context, values: dict[str, Any]) -> set[str]:
+    """The parameters of the running command that came from the command line or env."""
+    unset = ("DEFAULT", "DEFAULT_MAP")
+    sources = {name: context.get_parameter_source(name) for name in values}
+    return {name for name, source in sources.items() if source and source.name not in unset}
 
 
 def preflight(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

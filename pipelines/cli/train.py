@@ -19,13 +19,21 @@ from pipelines.cli.common import Progress
 from pipelines.config import ExportConfig, PretrainConfig, TrainConfig
 
 
-@command(TrainConfig)
+def _resumed(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    from pipelines.train.resume import resumed_values
+
+    return resumed_values(values, given)
+
+
+@command(TrainConfig, defaults=_resumed)
 def train(cfg: TrainConfig) -> None:
     """Train the shared-encoder / two-decoder swap model on faces of a and b, on Ray Train.
 
     Checkpoints go to OUT/train/checkpoint_<step>/ every --save-every steps, with a preview
     grid (A, A->A, A->B, B, B->B, B->A). Rerunning the same command resumes from the latest
-    checkpoint; a worker that dies is replaced and training goes on from the last checkpoint.
+    checkpoint, with the model flags not given (--model, sizes, --resolution, --coverage)
+    taken from that checkpoint; a worker that dies is replaced and training goes on from
+    the last checkpoint.
 
     Each worker holds its faces on its device when they fit (--device-cache-gb) and
     augments every batch there. A NaN or infinite loss stops the run (exit 1) at the next
@@ -41,7 +49,7 @@ def train(cfg: TrainConfig) -> None:
     _run_and_report("train", run_train, cfg, infos)
 
 
-@command(PretrainConfig)
+@command(PretrainConfig, defaults=_resumed)
 def pretrain(cfg: PretrainConfig) -> None:
     """Pretrain the swap model on faces of many people, for pairs to start from (--init).
 
