@@ -59,6 +59,7 @@ TRAIN_EMOTIONS = ("angry", "contempt", "disgusted", "happy", "neutral", "sad")
 HELD_OUT = ("fear", "surprised")
 PEOPLE = {"a": "person_a__mead_M030_front", "b": "person_b__mead_W009_front"}
 FRAME = 50  # the frame shown side by side
+TINY_FRAME, TINY_FRAMES = 10, 14  # tiny: that frame, of held-out clips trimmed to 14 frames
 METRICS = ("id_retrieval", "id_margin", "pose_error", "jitter", "seam")
 
 # The phases of a recipe (warm-up, decay, warp off for the last share) follow --steps, so
@@ -71,7 +72,7 @@ DFL = ["--loss", "dfl", *PHASES, "--ema-decay", "0.999", "--coverage", "1.1", "-
 CLASSIC = ["--loss", "classic", "--lr", "1e-4", "--warmup-steps", "0", "--lr-decay", "constant"]
 CLASSIC += ["--warp-off-share", "0", "--ema-decay", "0"]
 # name -> `rayswap train` flags, all given (so a recipe stays what it was when defaults move);
-# "today" is the model and recipe before the model family, "df" today's defaults
+# "today" is the model and recipe before the model family, "original+recipe" today's defaults
 RECIPES: dict[str, list[str]] = {
     "today": ["--model", "original", *CLASSIC, "--coverage", "1.5"],
     "original+recipe": ["--model", "original", *DFL],
@@ -278,7 +279,7 @@ def render_and_evaluate(
         flags = ["render", str(work / "train" / name), *inputs, "--out", str(out)]
         run_rayswap([*flags, "--direction", direction, *(["--gpu"] if args.gpu else [])])
         evaluate = ["evaluate", str(out), "--a", faces["a"], "--b", faces["b"]]
-        run_rayswap([*evaluate, *(["--gallery-size", "32"] if args.tiny else [])])
+        run_rayswap([*evaluate, *(["--gallery-size", "16"] if args.tiny else [])])
         rows += _evaluation_rows(out, recipe, direction)
     return rows
 
@@ -296,14 +297,14 @@ def _evaluation_rows(out: Path, recipe: str, direction: str) -> list[dict]:
     return found
 
 
-def side_by_side(rows: list[dict], recipes: list[str], path: Path) -> None:
-    """Frame FRAME of each render: one line per (direction, clip), source | recipes."""
+def side_by_side(rows: list[dict], recipes: list[str], path: Path, shown: int = FRAME) -> None:
+    """Frame `shown` of each render: one line per (direction, clip), source | recipes."""
     import cv2
 
     from ops.video import iter_frames
 
     def frame_of(video: str) -> np.ndarray:
-        found = [frame for _, _, frame in iter_frames(video, FRAME, FRAME + 1)]
+        found = [frame for _, _, frame in iter_frames(video, shown, shown + 1)]
         return found[0] if found else np.zeros((256, 256, 3), np.uint8)
 
     def tile(frame: np.ndarray, text: str) -> np.ndarray:
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.tiny:
             (work / "short").mkdir(exist_ok=True)
             clips = {
-                s: {e: trimmed(p, FRAME + 4, work / "short") for e, p in c.items()}
+                s: {e: trimmed(p, TINY_FRAMES, work / "short") for e, p in c.items()}
                 for s, c in clips.items()
             }
         runs, rows = {}, []
@@ -400,5 +401,6 @@ def main(argv: list[str] | None = None) -> None:
             runs[run["label"]] = train(args, run, faces, scored, work)
             rows += render_and_evaluate(args, run, faces, clips, work)
             write_results(args, runs, rows, out)
-        side_by_side(rows, list(runs), out / "side_by_side.png")
+        shown = TINY_FRAME if args.tiny else FRAME
+        side_by_side(rows, list(runs), out / "side_by_side.png", shown)
     print(f"side by side: {out / 'side_by_side.png'}")

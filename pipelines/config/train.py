@@ -20,7 +20,7 @@ from pipelines.config.flags import (
 
 EXPORT_FORMATS = ("torchscript", "onnx")  # what pipelines/export.py writes
 # The defaults are the recipe the quality benchmark ranked best (docs/benchmarks.md):
-DEFAULT_MODEL = "df"  # the model family `rayswap train` builds without --model
+DEFAULT_MODEL = "original"  # the model family `rayswap train` builds without --model
 DEFAULT_COVERAGE = 1.1  # the model's crop without --coverage (the faces' own if narrower)
 DEFAULT_WIDTH = 32  # --width, which sizes only the original model
 DFL_SIZE_FIELDS = ("encoder_dims", "decoder_dims", "mask_dims")  # size only df and liae

@@ -108,6 +108,7 @@ def run_train_stage(workdir: str) -> list[str]:
         model="original",
         width=8,
         latent_dim=32,
+        holdout_videos=0,  # placement only: no held-out scorer to start
         label_selector="node-kind=gpu",
     )
     summary = run_train(cfg)

@@ -23,11 +23,11 @@ def train_config(tmp_path, **overrides) -> TrainConfig:
 
 
 def test_default_flags_build_the_benchmarks_best_model_and_recipe(tmp_path):
-    """The defaults are the quality benchmark's winner: df with its default dims, the dfl
-    loss, 100 warm-up steps then a cosine decay, warp off for the last 20%, an EMA."""
+    """The defaults are the quality benchmark's winner: the original model at width 32, the
+    dfl loss, 100 warm-up steps then a cosine decay, warp off for the last 20%, an EMA."""
     cfg = train_config(tmp_path)
-    assert model_config_of(cfg) == ModelConfig(model="df", resolution=64, **DFL_DIMS)
-    assert model_config_of(cfg).latent_dim == LATENT_DIMS["df"]
+    assert model_config_of(cfg) == ModelConfig(model="original", resolution=64, width=32)
+    assert model_config_of(cfg).latent_dim == LATENT_DIMS["original"]
     recipe = recipe_of(cfg)
     assert recipe.lr_at(0) == pytest.approx(cfg.lr / 100) and recipe.lr_at(99) == cfg.lr
     assert recipe.lr_at(cfg.steps - 1) == pytest.approx(0.1 * cfg.lr)
@@ -119,18 +119,22 @@ def test_resume_with_other_dims_is_refused_naming_the_dims_flag(tmp_path):
 
 
 def test_resume_takes_the_model_flags_not_given_from_the_checkpoint(tmp_path):
-    """A run started with other defaults (original, coverage 1.5) resumes with the bare
-    command; a flag that is given still wins and is then checked against the checkpoint."""
+    """A run started with other defaults (df at small dims, coverage 1.5) resumes with the
+    bare command; a flag that is given still wins and is then checked against the checkpoint."""
     from pipelines.train.resume import resumed_values
 
-    _save(tmp_path / "out", ModelConfig(resolution=64, width=16))
-    bare = {"out": str(tmp_path / "out"), "model": "df", "width": 32, "coverage": None}
-    bare |= {"resolution": 64, "encoder_dims": None, "latent_dim": None}
-    adopted = resumed_values(bare, given=set())
-    assert (adopted["model"], adopted["width"], adopted["coverage"]) == ("original", 16, 1.5)
-    rebuilt = train_config(tmp_path, **{k: v for k, v in adopted.items() if k != "out"})
-    assert model_config_of(rebuilt) == ModelConfig(resolution=64, width=16)
-    assert resumed_values(bare, given={"model"})["model"] == "df"
+    started = ModelConfig(model="df", encoder_dims=4, decoder_dims=6, mask_dims=2)
+    _save(tmp_path / "out", started)
+    bare = {"out": str(tmp_path / "out"), "model": "original", "width": 32, "coverage": None}
+    bare |= {"resolution": 64, "encoder_dims": None, "decoder_dims": None, "mask_dims": None}
+    adopted = resumed_values(bare | {"latent_dim": None}, given=set())
+    assert (adopted["model"], adopted["decoder_dims"], adopted["coverage"]) == ("df", 6, 1.5)
+    rebuilt = train_config(
+        tmp_path, **{k: v for k, v in adopted.items() if k not in ("out", "width")}
+    )
+    assert model_config_of(rebuilt) == started
+    kept = resumed_values(bare, given={"model"})  # --model given: nothing of df's is taken
+    assert kept["model"] == "original" and kept["decoder_dims"] is None
     elsewhere = bare | {"out": str(tmp_path / "new")}
     assert resumed_values(elsewhere, given=set()) == elsewhere
 
@@ -140,12 +144,12 @@ def test_cli_bare_rerun_of_an_older_run_passes_the_resume_check(no_ray, tmp_path
 
     write_faces(tmp_path / "a", "a", 80)
     write_faces(tmp_path / "b", "b", 80)
-    _save(tmp_path / "out", ModelConfig(resolution=64, width=16))
+    _save(tmp_path / "out", ModelConfig(model="df", encoder_dims=4, decoder_dims=4, mask_dims=2))
     args = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
     args += ["--out", str(tmp_path / "out"), "--workers", "64", "--batch-size", "1"]
     result = runner.invoke(app, args, terminal_width=200)
     # past the resume check, stopped by the next one (the workers do not fit): still before Ray
     assert result.exit_code == 2 and "needs 64 CPUs" in result.output, result.output
-    assert "resume: --model original" in result.output and "--coverage 1.5" in result.output
-    result = runner.invoke(app, [*args, "--model", "df"], terminal_width=200)
+    assert "resume: --model df" in result.output and "--coverage 1.5" in result.output
+    result = runner.invoke(app, [*args, "--model", "original"], terminal_width=200)
     assert result.exit_code == 2 and "same --model" in result.output
