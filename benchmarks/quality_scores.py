@@ -62,12 +62,11 @@ def gallery_faces(scored: dict[str, str], work: Path, held_out: tuple) -> dict[s
 
     from ops import schema
 
-    held = pa.array(list(held_out), pa.string())
-
     out = work / "gallery"
     faces = {side: str(out / "faces" / side) for side in scored}
     if (out / "done.json").exists():
         return faces
+    held = pa.array(list(held_out), pa.string())
     for side, folder in scored.items():
         Path(faces[side]).mkdir(parents=True, exist_ok=True)
         for path in sorted(Path(folder).glob("*.parquet")):

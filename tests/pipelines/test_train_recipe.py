@@ -146,10 +146,11 @@ def test_cli_bare_rerun_of_an_older_run_passes_the_resume_check(no_ray, tmp_path
     write_faces(tmp_path / "b", "b", 80)
     _save(tmp_path / "out", ModelConfig(model="df", encoder_dims=4, decoder_dims=4, mask_dims=2))
     args = ["train", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")]
-    args += ["--out", str(tmp_path / "out"), "--workers", "64", "--batch-size", "1"]
+    args += ["--out", str(tmp_path / "out"), "--init", str(tmp_path / "missing")]
     result = runner.invoke(app, args, terminal_width=200)
-    # past the resume check, stopped by the next one (the workers do not fit): still before Ray
-    assert result.exit_code == 2 and "needs 64 CPUs" in result.output, result.output
+    # past the resume check, stopped by the next one (--init is checked after it): no Ray
+    assert result.exit_code == 2 and "--init" in result.output, result.output
+    assert "another model" not in result.output
     assert "resume: --model df" in result.output and "--coverage 1.5" in result.output
     result = runner.invoke(app, [*args, "--model", "original"], terminal_width=200)
     assert result.exit_code == 2 and "same --model" in result.output
