@@ -120,7 +120,7 @@ def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(t
     assert table.count("| a2b fear |") == table.count("| b2a fear |") == 1
     picture = cv2.imread(str(out / "side_by_side.png"))  # 2 renders x (source + 1 run)
     assert picture.shape == (2 * 256, 2 * 256, 3)
-    assert TINY_FRAME < TINY_FRAMES and picture[:, 256:].std() > 5  # swapped frames, not blank tiles
+    assert TINY_FRAME < TINY_FRAMES and picture[:, 256:].std() > 5  # swapped, not blank tiles
 
 
 def test_quality_benchmark_checks_init_before_anything_runs(tmp_path):
