@@ -10,15 +10,13 @@ from typing import Any
 from ops import storage
 from ops.checkpoint import find_latest_checkpoint, model_config, read_checkpoint_config
 from ops.model import LATENT_DIMS
-
-# the flags a resumed run takes from its checkpoint when they are not given
-ADOPTED = ("model", "resolution", "width", "latent_dim", "encoder_dims", "decoder_dims")
-ADOPTED += ("mask_dims", "coverage")
+from pipelines.config.train import DFL_SIZE_FIELDS
 
 
 def resumed_values(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
-    """`values` with each model flag in ADOPTED that is not in `given` set to what the
-    latest checkpoint in values["out"] was trained with; unchanged without a checkpoint."""
+    """`values` with each model flag (--model, its sizes, --resolution, --coverage) that is
+    not in `given` set to what the latest checkpoint in values["out"] was trained with;
+    unchanged without a checkpoint."""
     out = values.get("out")
     if not out or not storage.exists(out):
         return values
@@ -35,7 +33,7 @@ def resumed_values(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
         if found.model == "original":
             stored["width"] = found.width
         else:
-            stored |= {name: getattr(found, name) or None for name in ADOPTED[4:7]}
+            stored |= {name: getattr(found, name) or None for name in DFL_SIZE_FIELDS}
     adopted = {
         name: value
         for name, value in stored.items()
