@@ -6,8 +6,9 @@
 
 1. Faces of person_a and person_b from six emotions each of ../shared/data (angry,
    contempt, disgusted, happy, neutral, sad) and the two held-out ones, through one real
-   `rayswap extract --size 128` (benchmarks/quality_scores.py). Only these two people are
-   trained on; the public figures of the media set never are.
+   `rayswap extract` at its 256 px crops (benchmarks/quality_scores.py; training's held-out
+   scorer pastes swaps into them). Only these two people are trained on; the public
+   figures of the media set never are.
 2. Every recipe (a named set of `rayswap train` flags, RECIPES) trains from scratch on
    them for the same wall-clock budget (`--budget-s`, the train command's own
    `--max-train-s`), one after the other in this process, on one Ray.

@@ -45,7 +45,7 @@ def scored_faces(args: argparse.Namespace, work: Path, train: tuple, held_out: t
             rows.append(f"{link},{side}")
     manifest = work / "scored_clips.csv"
     manifest.write_text("uri,identity\n" + "\n".join(rows) + "\n")
-    flags = ["extract", str(manifest), "--out", str(out), "--size", "128"]
+    flags = ["extract", str(manifest), "--out", str(out)]  # extract's 256 px crops
     run_rayswap([*flags, *(["--every-n", "2"] if args.tiny else [])], timeout_s=3600)
     (out / "extract_done.json").write_text("{}")
     return faces

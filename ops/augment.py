@@ -86,10 +86,8 @@ def _centre_region(
     + 0.5) R, the same map as the alignment template's; cv2 samples pixel centres.
     """
     scale = resolution * zoom / crop.shape[0]
-    shift = resolution * (1.0 - zoom) / 2.0
-    points = landmarks_crop * scale + shift
-    offset = 0.5 * scale - 0.5 + shift  # pixel centres: x_d + 0.5 = (x_s + 0.5) s + shift
-    matrix = np.array([[scale, 0.0, offset], [0.0, scale, offset]], np.float32)
+    points = landmarks_crop * scale + resolution * (1.0 - zoom) / 2.0
+    matrix = centre_affine(crop.shape[0], resolution, zoom)
     face = cv2.warpAffine(
         crop,
         matrix,
@@ -98,6 +96,16 @@ def _centre_region(
         borderMode=cv2.BORDER_REFLECT101,
     )
     return face, points.astype(np.float32)
+
+
+def centre_affine(side: int, resolution: int, zoom: float) -> Affine:
+    """(2, 3) float32 affine from a `side` crop's pixels (cv2's pixel centres) to its centre
+    1/zoom at `resolution`: the map `load_face` cuts with, and render-style paste-back
+    (`ops.blend.paste_back`) puts a model's output back through."""
+    scale = resolution * zoom / side
+    shift = resolution * (1.0 - zoom) / 2.0
+    offset = 0.5 * scale - 0.5 + shift  # pixel centres: x_d + 0.5 = (x_s + 0.5) s + shift
+    return np.array([[scale, 0.0, offset], [0.0, scale, offset]], np.float32)
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator, device: torch.device):

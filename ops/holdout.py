@@ -3,21 +3,27 @@
     scorer = HoldoutScorer(held, embed, detect, gallery_a, gallery_b, distances)
     quality = scorer.score(model)      # at every checkpoint
 
-`held` holds aligned crops of A and of B that training never saw (whole held-out videos,
-`pipelines.train.data`), at the model's resolution and coverage. Each side is swapped to the
-other identity and reconstructed as itself. The swapped face is then put into its source
-crop as render puts it into the frame (`ops.blend`: colour-matched inside the template oval,
-blended with the decoder's mask eroded and feathered at render's defaults), so what is
-scored is what a render would show, hair, ears and background of the source included; then,
-per direction:
+`held` holds faces of A and of B that training never saw (whole held-out videos,
+`pipelines.train.data`), each twice: as the model sees it (its resolution and coverage)
+and as extract stored it (the context crop: its coverage, up to CONTEXT_PX). Each side is
+swapped to the other identity and reconstructed as itself. The swapped face is put back
+into the context crop exactly as render puts it into the frame (`ops.blend`: colour-matched
+inside the template oval, blended with the decoder's mask eroded and feathered at render's
+defaults, pasted through the crop-to-model map), so what is scored is what a render shows:
+the source's hair, ears and background around the swap, at the stored crop's resolution,
+not a tight 64 px crop (on the quality benchmark's renders the tight crop read about 0.3 of
+id_retrieval off evaluate's, in both directions; docs/benchmarks.md). Then, per direction,
+as `rayswap evaluate` scores a rendered frame:
 
+- the detector finds the swapped face in the pasted crop; its 5 landmarks place the
+  identity embedding (where none is found, the source's landmarks do, as evaluate does);
 - id_retrieval: share of swapped faces nearer the target's gallery than the source's
   (`ops.identity` embeddings against galleries of the training faces), id_margin: mean of
   distance-to-source minus distance-to-target, as `ops.metrics` defines them for renders;
 - pose_error: mean distance between the 5 landmarks the detector finds on the swapped face
   and on its source face, divided by the source's inter-ocular distance. Both crops are
-  detected the same way (upscaled to DETECT_PX and padded, for the detector needs context
-  around a tight crop), so the number measures the swap and not the detector;
+  detected the same way (resized to DETECT_PX and padded, for the detector needs context
+  around a crop), so the number measures the swap and not the detector;
 - ssim: mean SSIM of each side's reconstruction against its input.
 
 A face the detector misses on either crop is left out of the pose error (`pose_faces`
@@ -34,26 +40,46 @@ import cv2
 import numpy as np
 import torch
 
-from ops.blend import blend_mask, match_color, template_oval
+from ops.augment import centre_affine
+from ops.blend import blend_mask, match_color, paste_back, template_oval
 from ops.losses import ssim_map
 from ops.metrics import pose_errors
 from ops.smooth import face_scale, match_face
 from ops.types import Detection, Frame
 
-DETECT_PX = 192  # crops are upscaled to this side before detection
+CONTEXT_PX = 256  # context crops larger than this are scored at this side
+DETECT_PX = 256  # crops are resized to this side before detection
 DETECT_PAD = 64  # and padded by this much on every side (replicated border)
 PREFIX = "holdout_"
 
 
 @dataclass
-class HeldOutFaces:
-    """Aligned held-out faces of both sides: (N, R, R, 3) uint8 and (N, 5, 2) crop px."""
+class HeldOutSide:
+    """One person's held-out faces, as the model sees them and as extract stored them.
 
-    faces_a: np.ndarray
-    landmarks_a: np.ndarray
-    faces_b: np.ndarray
-    landmarks_b: np.ndarray
-    coverage: float = 1.5  # of the crops (the model's), for render's template oval
+    faces: (N, R, R, 3) uint8 at the model's resolution and coverage, landmarks (N, 5, 2)
+    in their px; context: (N, S, S, 3) uint8 crops of extract's coverage, context_landmarks
+    (N, 5, 2) in their px; zoom: the context's coverage over the model's (>= 1), so the
+    model's crop is the context's centre 1/zoom (`ops.augment.centre_affine`).
+    """
+
+    faces: np.ndarray
+    landmarks: np.ndarray
+    context: np.ndarray
+    context_landmarks: np.ndarray
+    zoom: float = 1.0
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+
+@dataclass
+class HeldOutFaces:
+    """Held-out faces of both sides and the model's coverage (for render's template oval)."""
+
+    a: HeldOutSide
+    b: HeldOutSide
+    coverage: float = 1.5
 
 
 def _tensor(faces: np.ndarray) -> torch.Tensor:
@@ -68,8 +94,9 @@ class HoldoutScorer:
     """Scores a swap model on held-out faces against two galleries of embeddings.
 
     Args:
-        held: the held-out faces; the detector's landmarks of them are found once, here.
-        embed: (N, R, R, 3) uint8 crops, (N, 5, 2) landmarks -> (N, D) embeddings
+        held: the held-out faces; the detector's landmarks of their context crops are
+            found once, here.
+        embed: (N, S, S, 3) uint8 crops, (N, 5, 2) landmarks -> (N, D) embeddings
             (`ops.identity.IdentityEmbedder.embed`).
         detect: frames -> detections per frame (`ops.detect.RetinaFaceDetector.detect_batch`).
         gallery_a, gallery_b: (M, D) embeddings of training faces of A and of B.
@@ -90,9 +117,12 @@ class HoldoutScorer:
         self.detect = detect
         self.galleries = {"a": np.asarray(gallery_a), "b": np.asarray(gallery_b)}
         self.distances = distances
-        self.sides = {"a": (held.faces_a, held.landmarks_a), "b": (held.faces_b, held.landmarks_b)}
-        self.source_points = {side: self._landmarks(*arrays) for side, arrays in self.sides.items()}
-        self.oval = template_oval(held.faces_a.shape[1], held.coverage)
+        self.sides = {"a": held.a, "b": held.b}
+        self.source_points = {
+            side: self._landmarks(faces.context, faces.context_landmarks)
+            for side, faces in self.sides.items()
+        }
+        self.oval = template_oval(held.a.faces.shape[1], held.coverage)
 
     @torch.no_grad()
     def score(self, model: torch.nn.Module) -> dict[str, float | int | None]:
@@ -100,45 +130,47 @@ class HoldoutScorer:
         started = time.perf_counter()
         model = model.eval()
         found: dict[str, float | int | None] = {}
-        for source, (faces, landmarks) in self.sides.items():
+        for source, faces in self.sides.items():
             target = "b" if source == "a" else "a"
-            x = _tensor(faces)
-            rgb, mask = model.swap(x, target)
-            swapped = self._pasted(_images(rgb), mask[:, 0].float().clamp(0, 1).numpy(), faces)
+            x = _tensor(faces.faces)
             own = model.swap(x, source)[0]
             found[f"{PREFIX}ssim_{source}"] = float(ssim_map(own, x).mean())
+            pasted = self.pasted(model, source)
             direction = f"{source}2{target}"
             found |= {
                 f"{PREFIX}{k}_{direction}": v
-                for k, v in self._direction(landmarks, swapped, source, target).items()
+                for k, v in self._direction(pasted, source, target).items()
             }
-        found[f"{PREFIX}faces"] = int(sum(len(faces) for faces, _ in self.sides.values()))
+        found[f"{PREFIX}faces"] = int(sum(len(faces) for faces in self.sides.values()))
         found[f"{PREFIX}seconds"] = time.perf_counter() - started
         return found
 
-    def _pasted(self, swapped: np.ndarray, masks: np.ndarray, sources: np.ndarray) -> np.ndarray:
-        """Swapped crops put into their sources as render pastes them (uint8, like sources)."""
-        pasted = np.empty_like(sources)
-        for i, (rgb, learned, source) in enumerate(zip(swapped, masks, sources, strict=True)):
-            rgb = match_color(rgb, source, self.oval)
-            weight = blend_mask(learned, self.oval)[..., None]
-            mixed = weight * rgb.astype(np.float32) + (1 - weight) * source.astype(np.float32)
-            pasted[i] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    @torch.no_grad()
+    def pasted(self, model: torch.nn.Module, source: str) -> np.ndarray:
+        """`source`'s held-out faces swapped to the other side and put into their context
+        crops as render pastes a swap into its frame: (N, S, S, 3) uint8."""
+        faces = self.sides[source]
+        rgb, mask = model.swap(_tensor(faces.faces), "b" if source == "a" else "a")
+        swapped, masks = _images(rgb), mask[:, 0].float().clamp(0, 1).numpy()
+        affine = centre_affine(faces.context.shape[1], faces.faces.shape[1], faces.zoom)
+        pasted = np.empty_like(faces.context)
+        for i, (face, learned, crop) in enumerate(zip(swapped, masks, faces.faces, strict=True)):
+            face = match_color(face, crop, self.oval)
+            pasted[i] = paste_back(faces.context[i], face, blend_mask(learned, self.oval), affine)
         return pasted
 
     def _direction(
-        self,
-        landmarks: np.ndarray,
-        swapped: np.ndarray,
-        source: str,
-        target: str,
+        self, pasted: np.ndarray, source: str, target: str
     ) -> dict[str, float | int | None]:
-        embeddings = self.embed(swapped, landmarks)
+        source_points = self.source_points[source]
+        output_points = self._landmarks(pasted, self.sides[source].context_landmarks)
+        found = np.isfinite(output_points).all((1, 2))
+        # as evaluate: the output's own landmarks, else where the source face was
+        placed = np.where(found[:, None, None], output_points, self.sides[source].context_landmarks)
+        embeddings = self.embed(pasted, placed)
         to_source = self.distances(embeddings, self.galleries[source])
         to_target = self.distances(embeddings, self.galleries[target])
-        source_points = self.source_points[source]
-        output_points = self._landmarks(swapped, landmarks)
-        kept = np.isfinite(source_points).all((1, 2)) & np.isfinite(output_points).all((1, 2))
+        kept = np.isfinite(source_points).all((1, 2)) & found
         pose = pose_errors(output_points[kept], source_points[kept]) if kept.any() else None
         return {
             "id_retrieval": float(np.mean(to_target < to_source)),
@@ -152,9 +184,10 @@ class HoldoutScorer:
         near `near`, the crop's known landmarks)."""
         side = crops.shape[1]
         scale = DETECT_PX / side
+        interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
         canvases = [
             cv2.copyMakeBorder(
-                cv2.resize(crop, (DETECT_PX, DETECT_PX), interpolation=cv2.INTER_CUBIC),
+                cv2.resize(crop, (DETECT_PX, DETECT_PX), interpolation=interpolation),
                 *(DETECT_PAD,) * 4,
                 cv2.BORDER_REPLICATE,
             )

@@ -6,6 +6,7 @@ decodes them for the train workers.
     load_faces     read_parquet -> decode at the training resolution (corrupt and held-out
                    rows skipped, counted) -> materialize -> hold back preview faces
     held_out_faces Ray-free: a sample of the held-out faces, decoded as training decodes
+                   them and as their context crops (for the held-out scorer)
 
 The datasets carry decoded uint8 faces and crop landmarks only; augmentation runs on the
 training device (`pipelines.train.feed`).
@@ -34,7 +35,9 @@ from ops.checkpoint import (
     read_checkpoint_config,
 )
 from ops.faces_dataset import dataset_of, open_faces
+from ops.holdout import CONTEXT_PX, HeldOutSide
 from ops.model import ModelConfig
+from ops.quality import decode_crop
 from pipelines.config import TrainConfig
 from pipelines.config.train import DEFAULT_COVERAGE
 from pipelines.runtime.ray_setup import wait_for_free_cpu
@@ -264,11 +267,10 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
     return train.randomize_block_order(), preview
 
 
-def held_out_faces(
-    info: FacesInfo, cfg: TrainConfig, coverage: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Up to --holdout-faces held-out faces, spread evenly over them, decoded as training
-    decodes (model resolution and coverage): (N, R, R, 3) uint8, (N, 5, 2) crop px."""
+def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOutSide:
+    """Up to --holdout-faces held-out faces, spread evenly over them: each decoded as
+    training decodes it (model resolution and coverage) and as its context crop (extract's
+    crop, at most CONTEXT_PX), which the scorer pastes the swap into as render would."""
     dataset = dataset_of(info.files)
     meta = dataset.to_table(columns=[schema.VIDEO, schema.FRAME, schema.ERROR])
     rows = [
@@ -281,26 +283,26 @@ def held_out_faces(
         )
         if error is None and is_held_out(info.holdout, video, frame)
     ]
-    if not rows:
-        return np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8), np.zeros((0, 5, 2))
+    zoom = float(info.coverage) / coverage
     picks = np.unique(np.linspace(0, len(rows) - 1, min(cfg.holdout_faces, len(rows))).round())
-    columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE, schema.COVERAGE]
-    table = dataset.take(pa.array([rows[int(i)] for i in picks]), columns=columns)
-    faces, points = [], []
-    for row in table.to_pylist():
-        zoom = float(row[schema.COVERAGE]) / coverage
+    columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
+    table = dataset.take(pa.array([rows[int(i)] for i in picks] if rows else [], pa.int64()))
+    kept: list[tuple] = []
+    side = 0  # the context crops' side: the first crop's, at most CONTEXT_PX
+    for row in table.select(columns).to_pylist():
+        payload, points = row[schema.IMAGE], np.asarray(row[schema.LANDMARKS])
+        affine = np.asarray(row[schema.AFFINE]).reshape(2, 3)
         try:
-            face, landmarks = load_face(
-                row[schema.IMAGE],
-                np.asarray(row[schema.LANDMARKS]),
-                np.asarray(row[schema.AFFINE]).reshape(2, 3),
-                cfg.resolution,
-                zoom,
-            )
+            side = side or min(decode_crop(payload).shape[0], CONTEXT_PX)
+            face = load_face(payload, points, affine, cfg.resolution, zoom)
+            context = load_face(payload, points, affine, side)
         except ValueError:
             continue  # a corrupt crop: not scored
-        faces.append(face)
-        points.append(landmarks)
-    if not faces:
-        return np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8), np.zeros((0, 5, 2))
-    return np.stack(faces), np.stack(points).astype(np.float32)
+        kept.append((*face, *context))
+    if not kept:
+        empty = np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8)
+        return HeldOutSide(empty, np.zeros((0, 5, 2), np.float32), empty, np.zeros((0, 5, 2)))
+    faces, landmarks, context, points = (np.stack(part) for part in zip(*kept, strict=True))
+    return HeldOutSide(
+        faces, landmarks.astype(np.float32), context, points.astype(np.float32), zoom
+    )

@@ -90,15 +90,14 @@ def start_scorer(
         return None, missing
     sides = {}
     for side, info in infos.items():
-        faces, landmarks = held_out_faces(info, cfg, coverage)
-        if not len(faces):
+        sides[side] = held_out_faces(info, cfg, coverage)
+        if not len(sides[side]):
             return None, f"held-out faces: none of {side} decode; not scored"
-        sides[side] = (faces, landmarks)
-    held = HeldOutFaces(*sides["a"], *sides["b"], coverage=coverage)
+    held = HeldOutFaces(sides["a"], sides["b"], coverage=coverage)
     galleries = {side: (info.files, info.holdout) for side, info in infos.items()}
     note = (
-        f"held-out faces: {len(held.faces_a)} of a, {len(held.faces_b)} of b scored at every "
-        "checkpoint"
+        f"held-out faces: {len(held.a)} of a, {len(held.b)} of b scored at every checkpoint, "
+        f"pasted into their {held.a.context.shape[1]} px crops"
     )
     return HoldoutActor.remote(held, galleries), note
 

@@ -3,33 +3,47 @@ no pose error; one that draws the other person scores full identity and a pose e
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from ops.align import align_face, transform_points
+from ops.augment import centre_affine
 from ops.detect import RetinaFaceDetector, select_faces
-from ops.holdout import HeldOutFaces, HoldoutScorer
+from ops.holdout import HeldOutFaces, HeldOutSide, HoldoutScorer
 from ops.identity import IdentityEmbedder, identity_distances
 from ops.video import iter_frames
 from tests.conftest import shared_video
 
-RESOLUTION = 64
+RESOLUTION, COVERAGE = 64, 1.1  # the model's
+CONTEXT, CONTEXT_COVERAGE = 128, 1.5  # extract's crops
 CLIPS = {
     "a": ("person_a__mead_M030_front_neutral.mp4", "person_a__mead_M030_front_fear.mp4"),
     "b": ("person_b__mead_W009_front_happy.mp4", "person_b__mead_W009_front_surprised.mp4"),
 }
 
 
-def _faces(clip: str, detector: RetinaFaceDetector) -> tuple[np.ndarray, np.ndarray]:
-    """Four 64 px aligned faces of a clip (frames 0, 20, 40, 60) and their crop landmarks."""
+def _faces(clip: str, detector: RetinaFaceDetector, size: int, coverage: float):
+    """Four aligned faces of a clip (frames 0, 20, 40, 60) and their crop landmarks."""
     crops, points = [], []
     for _, _, frame in iter_frames(str(shared_video(clip)), 0, 61, every_n=20):
         detection = select_faces(detector.detect_batch([frame])[0], which="largest")[0]
-        crop, affine = align_face(frame, detection.landmarks, RESOLUTION, coverage=1.5)
+        crop, affine = align_face(frame, detection.landmarks, size, coverage=coverage)
         crops.append(crop)
         points.append(transform_points(detection.landmarks, affine))
     return np.stack(crops), np.stack(points).astype(np.float32)
+
+
+def _held_out(clip: str, detector: RetinaFaceDetector) -> HeldOutSide:
+    """A clip's faces as extract stores them and as the model sees them: their centre
+    region at the model's coverage (as training cuts it, `ops.augment.load_face`)."""
+    context, points = _faces(clip, detector, CONTEXT, CONTEXT_COVERAGE)
+    zoom = CONTEXT_COVERAGE / COVERAGE
+    affine = centre_affine(CONTEXT, RESOLUTION, zoom)
+    faces = [cv2.warpAffine(c, affine, (RESOLUTION,) * 2, flags=cv2.INTER_AREA) for c in context]
+    landmarks = np.stack([transform_points(p, affine) for p in points]).astype(np.float32)
+    return HeldOutSide(np.stack(faces), landmarks, context, points, zoom)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +52,12 @@ def setting():
     first clips."""
     detector = RetinaFaceDetector(threads=1, score_threshold=0.5)
     embedder = IdentityEmbedder()
-    gallery = {s: embedder.embed(*_faces(clips[0], detector)) for s, clips in CLIPS.items()}
-    held = {s: _faces(clips[1], detector) for s, clips in CLIPS.items()}
-    faces = HeldOutFaces(*held["a"], *held["b"])
+    gallery = {
+        s: embedder.embed(*_faces(clips[0], detector, CONTEXT, CONTEXT_COVERAGE))
+        for s, clips in CLIPS.items()
+    }
+    held = {s: _held_out(clips[1], detector) for s, clips in CLIPS.items()}
+    faces = HeldOutFaces(held["a"], held["b"], coverage=COVERAGE)
     scorer = HoldoutScorer(
         faces, embedder.embed, detector.detect_batch, gallery["a"], gallery["b"], identity_distances
     )
@@ -59,7 +76,7 @@ class OtherPersonModel(torch.nn.Module):
 
     def __init__(self, faces: HeldOutFaces) -> None:
         super().__init__()
-        self.faces = {"a": faces.faces_a, "b": faces.faces_b}
+        self.faces = {"a": faces.a.faces, "b": faces.b.faces}
 
     def swap(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = torch.from_numpy(self.faces[to]).permute(0, 3, 1, 2).float() / 255.0
@@ -73,19 +90,21 @@ def test_a_model_that_copies_its_input_keeps_the_identity_and_the_pose(setting):
         assert score[f"holdout_id_retrieval_{direction}"] == 0.0
         assert score[f"holdout_id_margin_{direction}"] < 0
         assert score[f"holdout_pose_faces_{direction}"] == 4
-        # the same crop found again, through the paste's colour match and rounding
-        assert score[f"holdout_pose_error_{direction}"] < 0.01
+        # the same face found again, through the 64 px model crop's resampling, the
+        # paste's colour match and rounding (the detector's own noise on a softer face)
+        assert score[f"holdout_pose_error_{direction}"] < 0.03
     assert score["holdout_ssim_a"] == pytest.approx(1.0) == score["holdout_ssim_b"]
     assert score["holdout_faces"] == 8 and score["holdout_seconds"] > 0
 
 
 def test_a_model_that_draws_the_other_person_swaps_identity_but_not_pose(setting):
     faces, scorer = setting
-    score = scorer.score(OtherPersonModel(faces))
+    score, copied = scorer.score(OtherPersonModel(faces)), scorer.score(CopyModel())
     for direction in ("a2b", "b2a"):
         assert score[f"holdout_id_retrieval_{direction}"] == 1.0
         assert score[f"holdout_id_margin_{direction}"] > 0.1
-        assert score[f"holdout_pose_error_{direction}"] > 0.01  # another face, another pose
+        pose = f"holdout_pose_error_{direction}"
+        assert score[pose] > copied[pose] + 0.005  # another face, another pose
     assert score["holdout_ssim_a"] == pytest.approx(1.0)  # A drawn as A: the held-out A
 
 
@@ -98,18 +117,36 @@ class MaskedOutModel(OtherPersonModel):
 
 
 def test_what_is_scored_is_what_render_would_paste(setting):
-    """The swapped face is scored inside its source crop, blended by the decoder's mask as
-    render blends it: a face drawn but masked out leaves the source, and reads as it."""
+    """The swapped face is scored inside its source's context crop, blended by the
+    decoder's mask as render blends it: a face drawn but masked out leaves the source
+    crop exactly, and reads as it."""
     faces, scorer = setting
-    score = scorer.score(MaskedOutModel(faces))
+    model = MaskedOutModel(faces)
+    assert np.array_equal(scorer.pasted(model, "a"), faces.a.context)
+    score = scorer.score(model)
     for direction in ("a2b", "b2a"):
         assert score[f"holdout_id_retrieval_{direction}"] == 0.0
         assert score[f"holdout_pose_error_{direction}"] < 1e-3  # the source crop itself
 
 
+def test_the_swap_lands_on_the_face_of_its_context_crop(setting):
+    """Pasted through the crop-to-model map: the model's own crop put back (a copy) lands
+    where it was cut from, and nothing outside the model's crop moves."""
+    faces, scorer = setting
+    pasted = scorer.pasted(CopyModel(), "b").astype(np.float32)
+    context = faces.b.context.astype(np.float32)
+    margin = round(CONTEXT * (1 - 1 / faces.b.zoom) / 2) - 2  # outside the model's crop
+    outside = np.ones(context.shape[1:3], bool)
+    outside[margin:-margin, margin:-margin] = False
+    assert np.array_equal(pasted[:, outside], context[:, outside])
+    changed = np.abs(pasted - context).mean(-1)[:, ~outside]
+    assert changed.max() > 0  # the copy was pasted (64 px, resampled)
+    assert changed.mean() < 6  # and onto the same face: a misplaced paste moves far more
+
+
 def test_landmarks_found_on_a_crop_are_the_crops_own(setting):
     faces, scorer = setting
-    known_points = (faces.landmarks_a, faces.landmarks_b)
+    known_points = (faces.a.context_landmarks, faces.b.context_landmarks)
     for found, known in zip(scorer.source_points.values(), known_points, strict=True):
         assert np.isfinite(found).all()
-        assert np.abs(found - known).max() < 0.06 * RESOLUTION  # within 4 px at 64 px
+        assert np.abs(found - known).max() < 0.06 * CONTEXT  # within 8 px at 128 px

@@ -44,7 +44,7 @@ def tiny_config(faces, out, **overrides) -> TrainConfig:
         latent_dim=16,
         preview_faces=2,
         max_failures=1,
-        holdout_videos=0,  # every face trains; tests/pipelines/test_train_holdout.py holds out
+        holdout_videos=0,  # every face trains (held-out scoring: test_train_holdout.py, ops)
     )
     fields.update(overrides)
     return TrainConfig(**fields)
