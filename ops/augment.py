@@ -62,7 +62,17 @@ def load_face(
     Returns the (R, R, 3) uint8 face and its (5, 2) float32 landmarks in its pixels.
     Raises ValueError for bytes that are not an image, or a zoom below 1.
     """
-    crop = decode_crop(payload)
+    return crop_face(decode_crop(payload), landmarks_frame, affine, resolution, zoom)
+
+
+def crop_face(
+    crop: Frame,
+    landmarks_frame: np.ndarray,
+    affine: Affine,
+    resolution: int,
+    zoom: float = 1.0,
+) -> tuple[Frame, np.ndarray]:
+    """`load_face` of a crop already decoded ((S, S, 3) uint8)."""
     if crop.shape[0] != crop.shape[1]:
         raise ValueError(f"face crop must be square, got {crop.shape}")
     if zoom < 1.0 - 1e-6:

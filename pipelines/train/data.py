@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import ray
 
 from ops import schema, storage
-from ops.augment import load_face
+from ops.augment import crop_face, load_face
 from ops.checkpoint import (
     MODEL_FLAGS,
     check_compatible,
@@ -293,9 +293,10 @@ def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOu
         payload, points = row[schema.IMAGE], np.asarray(row[schema.LANDMARKS])
         affine = np.asarray(row[schema.AFFINE]).reshape(2, 3)
         try:
-            side = side or min(decode_crop(payload).shape[0], CONTEXT_PX)
-            face = load_face(payload, points, affine, cfg.resolution, zoom)
-            context = load_face(payload, points, affine, side)
+            crop = decode_crop(payload)
+            side = side or min(crop.shape[0], CONTEXT_PX)
+            face = crop_face(crop, points, affine, cfg.resolution, zoom)
+            context = crop_face(crop, points, affine, side)
         except ValueError:
             continue  # a corrupt crop: not scored
         kept.append((*face, *context))

@@ -101,10 +101,13 @@ def test_train_init_copies_the_pretrained_parts_and_can_hold_the_encoder(
     assert encoder and all(torch.equal(start[key], end[key]) for key in encoder)  # held
     assert not all(torch.equal(start[k], end[k]) for k in start if k.startswith("decoder_a."))
     assert read_checkpoint_config(summary.checkpoint)["init"] == summary.init
-    # a rerun resumes from its own checkpoint; --init is not applied again
-    again = run_train(replace(cfg, steps=6, freeze_encoder_steps=0))
+    # a rerun resumes from its own checkpoint, --init not applied again; --max-train-s
+    # stops it at a log step, with a checkpoint there
+    budget = dict(steps=10_000, save_every=10_000, log_every=2, max_train_s=1.0)
+    again = run_train(replace(cfg, freeze_encoder_steps=0, **budget))
     assert again.init is None and again.started_from == 4
-    assert find_latest_checkpoint(cfg.out).endswith("checkpoint_00000006")
+    assert 6 <= again.step < 10_000 and again.step % 2 == 0
+    assert find_latest_checkpoint(cfg.out).endswith(f"checkpoint_{again.step:08d}")
 
 
 def test_train_init_of_another_model_is_refused_naming_init(pretrained, tmp_path):
