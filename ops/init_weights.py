@@ -4,14 +4,17 @@ The checkpoint may be a pretrained model (`rayswap pretrain`, faces of many peop
 another pair's. What is copied and what starts afresh is one rule per model family,
 following DeepFaceLab's switch from pretraining to a pair:
 
-    original  every part is copied: encoder (with its dense bottleneck), decoder_a, decoder_b
+    original  encoder convs, decoder_a and decoder_b copied; the encoder's dense bottleneck
+              (encoder.to_latent, encoder.from_latent) and the upscale after it re-initialised
     df        encoder, decoder_a and decoder_b copied; the bottleneck `inter` re-initialised
     liae      encoder and decoder copied; both bottlenecks, inter_ab and inter_b, re-initialised
 
 The encoder already knows where the eyes, mouth and pose are; the decoders know how to
 draw a face. A re-initialised bottleneck is learnt again from the pair, so the codes that
-separate A from B are not inherited from other people. The original model has no
-separate bottleneck to re-initialise (its dense layers are part of the encoder).
+separate A from B are not inherited from other people. The original model's bottleneck
+lives inside its encoder module, so its parts are named by their dotted paths; the
+quality benchmark's pretrained runs measure copying it against re-initialising it
+(docs/benchmarks.md).
 
 The source's weight average (ema.pt) is taken when it has one, as render would take it.
 """
@@ -35,7 +38,7 @@ from ops.checkpoint import (
 from ops.model import ModelConfig, SwapAutoencoder
 
 REINITIALISED: dict[str, tuple[str, ...]] = {
-    "original": (),
+    "original": ("encoder.to_latent", "encoder.from_latent", "encoder.upscale"),
     "df": ("inter",),
     "liae": ("inter_ab", "inter_b"),
 }
@@ -71,11 +74,11 @@ def plan_init(path: str, expect: ModelConfig) -> InitPlan:
     config = read_checkpoint_config(found)
     check_compatible(model_config(config, found), expect, found)
     parts = [name for name, _ in SwapAutoencoder(expect).named_children()]
-    fresh = tuple(name for name in parts if name in REINITIALISED[expect.model])
+    fresh = REINITIALISED[expect.model]
     return InitPlan(
         path=found,
         step=int(config["step"]),
-        copied=tuple(name for name in parts if name not in fresh),
+        copied=tuple(name for name in parts if name not in fresh),  # all of it, or but `fresh`
         reinitialised=fresh,
         pretrained=bool(config.get("pretrain")),
     )
@@ -85,14 +88,31 @@ def apply_init(model: SwapAutoencoder, plan: InitPlan) -> int:
     """Copy the plan's parts into `model` (in place, on the CPU); returns tensors copied."""
     has_ema = storage.exists(storage.join(plan.path, EMA_FILE))
     state = load_state(plan.path, EMA_FILE if has_ema else MODEL_FILE)
-    kept = {k: v for k, v in state.items() if k.split(".", 1)[0] in plan.copied}
+    kept = {k: v for k, v in state.items() if is_copied(k, plan)}
     missing, unexpected = model.load_state_dict(kept, strict=False)
-    wrong = [k for k in missing if k.split(".", 1)[0] in plan.copied] + list(unexpected)
+    wrong = [k for k in missing if is_copied(k, plan)] + list(unexpected)
     if wrong:
         raise ValueError(f"--init: {plan.path} lacks or adds weights: {sorted(wrong)[:4]}")
     return len(kept)
 
 
-def encoder_parameters(model: SwapAutoencoder) -> list[torch.nn.Parameter]:
-    """The parameters `--freeze-encoder-steps` holds still."""
-    return [p for name in ENCODER_PARTS for p in getattr(model, name).parameters()]
+def is_copied(key: str, plan: InitPlan) -> bool:
+    """Whether the state-dict entry `key` comes from the plan's checkpoint."""
+    return key.split(".", 1)[0] in plan.copied and not _under(key, plan.reinitialised)
+
+
+def _under(key: str, parts: tuple[str, ...]) -> bool:
+    return any(key == part or key.startswith(part + ".") for part in parts)
+
+
+def encoder_parameters(
+    model: SwapAutoencoder, fresh: tuple[str, ...] = ()
+) -> list[torch.nn.Parameter]:
+    """The parameters `--freeze-encoder-steps` holds still: the encoder's, but those of
+    `fresh` (an --init plan's re-initialised parts, which must learn from the start)."""
+    return [
+        p
+        for part in ENCODER_PARTS
+        for name, p in getattr(model, part).named_parameters(prefix=part)
+        if not _under(name, fresh)
+    ]

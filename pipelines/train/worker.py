@@ -208,7 +208,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if rank == 0 and config.get("scorer")
         else None
     )
-    held = encoder_parameters(raw_model)  # still while step < --freeze-encoder-steps
+    fresh = tuple((config.get("init") or {}).get("reinitialised", ()))
+    held = encoder_parameters(raw_model, fresh)  # still while step < --freeze-encoder-steps
     images_per_step = 2 * cfg.batch_size * world
     window, last = LossWindow(device), {}
     started, data_s, window_steps = time.perf_counter(), 0.0, 0

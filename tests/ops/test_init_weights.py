@@ -9,7 +9,13 @@ import torch
 from ops.align import template_landmarks
 from ops.augment import augment_batch
 from ops.checkpoint import save_checkpoint
-from ops.init_weights import REINITIALISED, apply_init, encoder_parameters, plan_init
+from ops.init_weights import (
+    REINITIALISED,
+    apply_init,
+    encoder_parameters,
+    is_copied,
+    plan_init,
+)
 from ops.model import ModelConfig, SwapAutoencoder
 from ops.train_step import make_optimizer, train_step
 
@@ -41,13 +47,16 @@ def test_init_copies_every_part_but_the_family_bottlenecks(tmp_path, model):
     fresh = SwapAutoencoder(_config(model))
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     copied = apply_init(fresh, plan)
-    assert copied == sum(1 for k in before if k.split(".")[0] in plan.copied) > 0
+    assert copied == sum(1 for k in before if is_copied(k, plan)) > 0
     for key, value in fresh.state_dict().items():
-        part = key.split(".")[0]
-        want = source.state_dict()[key] if part in plan.copied else before[key]
+        want = source.state_dict()[key] if is_copied(key, plan) else before[key]
         assert torch.equal(value, want), key
-    parts = {name for name, _ in fresh.named_children()}
-    assert set(plan.copied) | set(plan.reinitialised) == parts
+    named = {name for name, _ in fresh.named_modules()}
+    assert set(plan.reinitialised) <= named and set(plan.copied) <= named
+    assert any(not is_copied(k, plan) for k in before)  # every family learns its bottleneck
+    assert {k.split(".")[0] for k in before} == set(plan.copied) | {
+        part.split(".")[0] for part in plan.reinitialised
+    }
 
 
 def test_init_refuses_another_model_or_resolution(tmp_path):
@@ -78,3 +87,12 @@ def test_held_parameters_stay_still_while_the_rest_learns():
     assert not all(
         torch.equal(p, q) for p, q in zip(encoder_parameters(model), encoder, strict=True)
     )
+
+
+def test_a_re_initialised_part_of_the_encoder_is_not_held():
+    model = SwapAutoencoder(_config("original"))
+    fresh = REINITIALISED["original"]
+    held = {id(p) for p in encoder_parameters(model, fresh)}
+    assert held and {id(p) for p in model.encoder.convs.parameters()} <= held
+    assert not held & {id(p) for p in model.encoder.to_latent.parameters()}
+    assert len(held) < len(list(model.encoder.parameters()))
