@@ -286,10 +286,10 @@ def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOu
     zoom = float(info.coverage) / coverage
     picks = np.unique(np.linspace(0, len(rows) - 1, min(cfg.holdout_faces, len(rows))).round())
     columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
-    table = dataset.take(pa.array([rows[int(i)] for i in picks] if rows else [], pa.int64()))
+    chosen = pa.array([rows[int(i)] for i in picks] if rows else [], pa.int64())
     kept: list[tuple] = []
     side = 0  # the context crops' side: the first crop's, at most CONTEXT_PX
-    for row in table.select(columns).to_pylist():
+    for row in dataset.take(chosen, columns=columns).to_pylist():
         payload, points = row[schema.IMAGE], np.asarray(row[schema.LANDMARKS])
         affine = np.asarray(row[schema.AFFINE]).reshape(2, 3)
         try:
