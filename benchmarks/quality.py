@@ -82,6 +82,9 @@ RECIPES: dict[str, list[str]] = {
     "df-classic": ["--model", "df", *CLASSIC, "--coverage", "1.1"],
     # df with twice the decoder's channels (where each identity lives)
     "df-d32": ["--model", "df", *DFL, "--decoder-dims", "32"],
+    # the default with the encoder held for its first 200 steps (for --init: the fresh
+    # bottleneck and the decoders settle on the pair first)
+    "original+freeze": ["--model", "original", *DFL, "--freeze-encoder-steps", "200"],
 }
 DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
 TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
