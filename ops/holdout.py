@@ -11,8 +11,9 @@ into the context crop exactly as render puts it into the frame (`ops.blend`: col
 inside the template oval, blended with the decoder's mask eroded and feathered at render's
 defaults, pasted through the crop-to-model map), so what is scored is what a render shows:
 the source's hair, ears and background around the swap, at the stored crop's resolution,
-not a tight 64 px crop (on the quality benchmark's renders the tight crop read about 0.3 of
-id_retrieval off evaluate's, in both directions; docs/benchmarks.md). Then, per direction,
+not a tight 64 px crop (on a quality benchmark checkpoint the tight crop read 0.4-0.5 of
+id_retrieval off evaluate's on the same frames, in both directions; docs/benchmarks.md).
+Then, per direction,
 as `rayswap evaluate` scores a rendered frame:
 
 - the detector finds the swapped face in the pasted crop; its 5 landmarks place the
