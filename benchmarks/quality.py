@@ -72,6 +72,14 @@ DFL = ["--loss", "dfl", *PHASES, "--ema-decay", "0.999", "--coverage", "1.1", "-
 # average, the faces' own crop (extract's 1.5)
 CLASSIC = ["--loss", "classic", "--lr", "1e-4", "--warmup-steps", "0", "--lr-decay", "constant"]
 CLASSIC += ["--warp-off-share", "0", "--ema-decay", "0"]
+
+
+def replaced(flags: list[str], flag: str, value: str) -> list[str]:
+    """`flags` with `flag`'s value set to `value` (the flag must be there)."""
+    at = flags.index(flag)
+    return [*flags[: at + 1], value, *flags[at + 2 :]]
+
+
 # name -> `rayswap train` flags, all given (so a recipe stays what it was when defaults move);
 # "today" is the model and recipe before the model family, "original+recipe" today's defaults
 RECIPES: dict[str, list[str]] = {
@@ -85,6 +93,15 @@ RECIPES: dict[str, list[str]] = {
     # the default with the encoder held for its first 200 steps (for --init: the fresh
     # bottleneck and the decoders settle on the pair first)
     "original+freeze": ["--model", "original", *DFL, "--freeze-encoder-steps", "200"],
+    # the default recipe less one of its parts each: what every part is worth
+    "recipe-no-ema": ["--model", "original", *replaced(DFL, "--ema-decay", "0")],
+    "recipe-warp-on": ["--model", "original", *replaced(DFL, "--warp-off-share", "0")],
+    "recipe-classic-loss": ["--model", "original", *replaced(DFL, "--loss", "classic")],
+    "recipe-constant-lr": [
+        "--model",
+        "original",
+        *replaced(replaced(DFL, "--warmup-steps", "0"), "--lr-decay", "constant"),
+    ],
 }
 DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
 TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
