@@ -137,3 +137,25 @@ def test_benchmark_names_are_checked_before_anything_runs(capsys):
     with pytest.raises(SystemExit, match="usage: python -m benchmarks"):
         main(["gpu", "no-such-benchmark", "--tiny"])
     assert "===" not in capsys.readouterr().out  # not even the first one started
+
+
+def test_each_ablation_recipe_changes_one_flag_of_the_default():
+    from benchmarks.quality import RECIPES, replaced
+
+    def flags(recipe: str) -> dict[str, str]:
+        args = RECIPES[recipe]
+        return dict(zip(args[::2], args[1::2], strict=True))
+
+    default = flags("original+recipe")
+    expected = {
+        "recipe-no-ema": {"--ema-decay": "0"},
+        "recipe-warp-on": {"--warp-off-share": "0"},
+        "recipe-classic-loss": {"--loss": "classic"},
+        "recipe-constant-lr": {"--warmup-steps": "0", "--lr-decay": "constant"},
+    }
+    for recipe, changed in expected.items():
+        ablated = flags(recipe)
+        assert ablated.keys() == default.keys(), recipe
+        assert {k: v for k, v in ablated.items() if default[k] != v} == changed, recipe
+    with pytest.raises(ValueError):
+        replaced(["--loss", "dfl"], "--lr", "1")  # a flag that is not there
