@@ -118,13 +118,13 @@ class TrainConfig:
         (lambda v: 0 < v < 1, "must be in (0, 1)"),
     )
     warmup_steps: int = option(
-        100,
+        0,
         "Raise the learning rate linearly from --lr / N to --lr over the first N steps; "
         "0: no warm-up.",
         at_least(0),
     )
     lr_decay: str = option(
-        "cosine",
+        "constant",
         "After the warm-up: constant, or a cosine or linear decay to --lr-floor x --lr at "
         "--steps. With --warmup-steps 0 and constant the rate never changes.",
         one_of_lazy("ops.recipe", "LR_DECAYS"),
