@@ -81,7 +81,8 @@ def replaced(flags: list[str], flag: str, value: str) -> list[str]:
 
 
 # name -> `rayswap train` flags, all given (so a recipe stays what it was when defaults move);
-# "today" is the model and recipe before the model family, "original+recipe" today's defaults
+# "today" is the model and recipe before the model family, "original+recipe" the defaults
+# with the warm-up and cosine decay they had before "recipe-constant-lr" (today's defaults)
 RECIPES: dict[str, list[str]] = {
     "today": ["--model", "original", *CLASSIC, "--coverage", "1.5"],
     "original+recipe": ["--model", "original", *DFL],
@@ -103,7 +104,7 @@ RECIPES: dict[str, list[str]] = {
         *replaced(replaced(DFL, "--warmup-steps", "0"), "--lr-decay", "constant"),
     ],
 }
-DEFAULT_RECIPES = ("today", "original+recipe", "df", "liae")
+DEFAULT_RECIPES = ("today", "original+recipe", "recipe-constant-lr", "df", "liae")
 TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
 CALIBRATE_STEPS = 30
 # Calibration times steps alone; a timed run also scores held-out faces at every
