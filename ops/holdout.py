@@ -13,8 +13,7 @@ defaults, pasted through the crop-to-model map), so what is scored is what a ren
 the source's hair, ears and background around the swap, at the stored crop's resolution,
 not a tight 64 px crop (on a quality benchmark checkpoint the tight crop read 0.4-0.5 of
 id_retrieval off evaluate's on the same frames, in both directions; docs/benchmarks.md).
-Then, per direction,
-as `rayswap evaluate` scores a rendered frame:
+Then, per direction, as `rayswap evaluate` scores a rendered frame:
 
 - the detector finds the swapped face in the pasted crop; its 5 landmarks place the
   identity embedding (where none is found, the source's landmarks do, as evaluate does);
