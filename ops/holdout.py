@@ -9,11 +9,13 @@ and as extract stored it (the context crop: its coverage, up to CONTEXT_PX). Eac
 swapped to the other identity and reconstructed as itself. The swapped face is put back
 into the context crop exactly as render puts it into the frame (`ops.blend`: colour-matched
 inside the template oval, blended with the decoder's mask eroded and feathered at render's
-defaults, pasted through the crop-to-model map), so what is scored is what a render shows:
-the source's hair, ears and background around the swap, at the stored crop's resolution,
-not a tight 64 px crop (on a quality benchmark checkpoint the tight crop read 0.4-0.5 of
-id_retrieval off evaluate's on the same frames, in both directions; docs/benchmarks.md).
-Then, per direction, as `rayswap evaluate` scores a rendered frame:
+defaults, pasted through the crop-to-model map) and, given `mark`, marked with render's
+invisible watermark, so what is scored is what a render shows: the source's hair, ears and
+background around the swap, at the stored crop's resolution, not a tight 64 px crop (on a
+quality benchmark checkpoint the tight crop read 0.4-0.5 of id_retrieval off evaluate's on
+the same frames, in both directions), with the mark's grain, which the identity embedder
+sees (unmarked, b2a read 0.16 of id_retrieval under evaluate's on the same faces;
+docs/benchmarks.md). Then, per direction, as `rayswap evaluate` scores a rendered frame:
 
 - the detector finds the swapped face in the pasted crop; its 5 landmarks place the
   identity embedding (where none is found, the source's landmarks do, as evaluate does);
@@ -102,6 +104,8 @@ class HoldoutScorer:
         gallery_a, gallery_b: (M, D) embeddings of training faces of A and of B.
         distances: (N, D) embeddings, (M, D) gallery -> (N,) distances
             (`ops.identity.identity_distances`).
+        mark: (S, S, 3) crop, (5, 2) landmarks -> the crop marked as render marks a swapped
+            face (`ops.watermark.embed_watermark`); None: scored unmarked.
     """
 
     def __init__(
@@ -112,8 +116,10 @@ class HoldoutScorer:
         gallery_a: np.ndarray,
         gallery_b: np.ndarray,
         distances: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        mark: Callable[[Frame, np.ndarray], Frame] | None = None,
     ) -> None:
         self.embed = embed
+        self.mark = mark
         self.detect = detect
         self.galleries = {"a": np.asarray(gallery_a), "b": np.asarray(gallery_b)}
         self.distances = distances
@@ -135,7 +141,7 @@ class HoldoutScorer:
             x = _tensor(faces.faces)
             own = model.swap(x, source)[0]
             found[f"{PREFIX}ssim_{source}"] = float(ssim_map(own, x).mean())
-            pasted = self.pasted(model, source)
+            pasted = self.rendered(model, source)
             direction = f"{source}2{target}"
             found |= {
                 f"{PREFIX}{k}_{direction}": v
@@ -158,6 +164,17 @@ class HoldoutScorer:
             face = match_color(face, crop, self.oval)
             pasted[i] = paste_back(faces.context[i], face, blend_mask(learned, self.oval), affine)
         return pasted
+
+    def rendered(self, model: torch.nn.Module, source: str) -> np.ndarray:
+        """`pasted`, marked as render marks a swapped face (given `mark`): where the
+        detector finds the swapped face, else where the source face is."""
+        pasted = self.pasted(model, source)
+        if self.mark is None:
+            return pasted
+        known = self.sides[source].context_landmarks
+        found = self._landmarks(pasted, known)
+        points = np.where(np.isfinite(found).all((1, 2))[:, None, None], found, known)
+        return np.stack([self.mark(crop, p) for crop, p in zip(pasted, points, strict=True)])
 
     def _direction(
         self, pasted: np.ndarray, source: str, target: str

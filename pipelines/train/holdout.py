@@ -48,6 +48,7 @@ class HoldoutActor:
         from ops.faces_dataset import sample_faces
         from ops.holdout import HoldoutScorer
         from ops.identity import IdentityEmbedder, identity_distances
+        from ops.watermark import embed_watermark
         from pipelines.train.data import is_held_out
 
         torch.set_num_threads(1)
@@ -66,6 +67,7 @@ class HoldoutActor:
             embedded["a"],
             embedded["b"],
             identity_distances,
+            mark=embed_watermark,  # as render marks its frames (its default key and strength)
         )
 
     def score(self, checkpoint: str, step: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ops.detect import RetinaFaceDetector, select_faces
 from ops.holdout import HeldOutFaces, HeldOutSide, HoldoutScorer
 from ops.identity import IdentityEmbedder, identity_distances
 from ops.video import iter_frames
+from ops.watermark import correlate_face, decide_watermark, embed_watermark
 from tests.conftest import shared_video
 
 RESOLUTION, COVERAGE = 64, 1.1  # the model's
@@ -127,6 +128,32 @@ def test_what_is_scored_is_what_render_would_paste(setting):
     for direction in ("a2b", "b2a"):
         assert score[f"holdout_id_retrieval_{direction}"] == 0.0
         assert score[f"holdout_pose_error_{direction}"] < 1e-3  # the source crop itself
+
+
+def test_the_scored_crops_carry_the_watermark_a_render_would(setting):
+    """With `mark`, each pasted crop is marked where the detector finds the swapped face
+    (verify reads the mark off them, not off the unmarked paste), and still reads as the
+    person drawn: the mark is invisible."""
+    faces, plain = setting
+    galleries = plain.galleries["a"], plain.galleries["b"]
+    marked = HoldoutScorer(
+        faces, plain.embed, plain.detect, *galleries, plain.distances, mark=embed_watermark
+    )
+    model = OtherPersonModel(faces)
+    pasted = plain.rendered(model, "a")
+    assert np.array_equal(pasted, plain.pasted(model, "a"))  # no mark: the paste itself
+    shown = marked.rendered(model, "a")
+    assert not np.array_equal(shown, pasted)
+    points = marked._landmarks(shown, faces.a.context_landmarks)
+    assert np.isfinite(points).all()
+
+    def verdict(crops):
+        found = [correlate_face(c, p) for c, p in zip(crops, points, strict=True)]
+        return decide_watermark(np.stack(found))
+
+    assert verdict(shown).marked and not verdict(pasted).marked
+    score = marked.score(model)
+    assert score["holdout_id_retrieval_a2b"] == 1.0 == score["holdout_id_retrieval_b2a"]
 
 
 def test_the_swap_lands_on_the_face_of_its_context_crop(setting):
