@@ -9,16 +9,17 @@ and as extract stored it (the context crop: its coverage, up to CONTEXT_PX). Eac
 swapped to the other identity and reconstructed as itself. The swapped face is put back
 into the context crop exactly as render puts it into the frame (`ops.blend`: colour-matched
 inside the template oval, blended with the decoder's mask eroded and feathered at render's
-defaults, pasted through the crop-to-model map) and, given `mark`, marked with render's
-invisible watermark, so what is scored is what a render shows: the source's hair, ears and
-background around the swap, at the stored crop's resolution, not a tight 64 px crop (on a
-quality benchmark checkpoint the tight crop read 0.4-0.5 of id_retrieval off evaluate's on
-the same frames, in both directions), with the mark's grain, which the identity embedder
-sees (unmarked, b2a read 0.16 of id_retrieval under evaluate's on the same faces;
-docs/benchmarks.md). Then, per direction, as `rayswap evaluate` scores a rendered frame:
+defaults, pasted through the crop-to-model map), so what is scored is what a render shows:
+the source's hair, ears and background around the swap, at the stored crop's resolution,
+not a tight 64 px crop (on a quality benchmark checkpoint the tight crop read 0.4-0.5 of
+id_retrieval off evaluate's on the same frames, in both directions; docs/benchmarks.md).
+Then, per direction, as `rayswap evaluate` scores a rendered frame:
 
 - the detector finds the swapped face in the pasted crop; its 5 landmarks place the
-  identity embedding (where none is found, the source's landmarks do, as evaluate does);
+  identity embedding (where none is found, the source's landmarks do, as evaluate does),
+  taken, given `mark`, of the crop marked there with render's invisible watermark: the
+  embedder sees the mark's faint grain (unmarked, b2a read 0.16 of id_retrieval under
+  evaluate's on the same faces of a benchmark checkpoint, marked 0.03);
 - id_retrieval: share of swapped faces nearer the target's gallery than the source's
   (`ops.identity` embeddings against galleries of the training faces), id_margin: mean of
   distance-to-source minus distance-to-target, as `ops.metrics` defines them for renders;
@@ -141,7 +142,7 @@ class HoldoutScorer:
             x = _tensor(faces.faces)
             own = model.swap(x, source)[0]
             found[f"{PREFIX}ssim_{source}"] = float(ssim_map(own, x).mean())
-            pasted = self.rendered(model, source)
+            pasted = self.pasted(model, source)
             direction = f"{source}2{target}"
             found |= {
                 f"{PREFIX}{k}_{direction}": v
@@ -165,16 +166,11 @@ class HoldoutScorer:
             pasted[i] = paste_back(faces.context[i], face, blend_mask(learned, self.oval), affine)
         return pasted
 
-    def rendered(self, model: torch.nn.Module, source: str) -> np.ndarray:
-        """`pasted`, marked as render marks a swapped face (given `mark`): where the
-        detector finds the swapped face, else where the source face is."""
-        pasted = self.pasted(model, source)
+    def watermarked(self, crops: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """`crops` marked as render marks a swapped face, at `points` (given `mark`)."""
         if self.mark is None:
-            return pasted
-        known = self.sides[source].context_landmarks
-        found = self._landmarks(pasted, known)
-        points = np.where(np.isfinite(found).all((1, 2))[:, None, None], found, known)
-        return np.stack([self.mark(crop, p) for crop, p in zip(pasted, points, strict=True)])
+            return crops
+        return np.stack([self.mark(crop, p) for crop, p in zip(crops, points, strict=True)])
 
     def _direction(
         self, pasted: np.ndarray, source: str, target: str
@@ -184,7 +180,9 @@ class HoldoutScorer:
         found = np.isfinite(output_points).all((1, 2))
         # as evaluate: the output's own landmarks, else where the source face was
         placed = np.where(found[:, None, None], output_points, self.sides[source].context_landmarks)
-        embeddings = self.embed(pasted, placed)
+        # identity of the marked crop (the embedder sees the mark's grain); pose of the
+        # unmarked one (on soft faces the mark moves the detector's points; docs/train.md)
+        embeddings = self.embed(self.watermarked(pasted, placed), placed)
         to_source = self.distances(embeddings, self.galleries[source])
         to_target = self.distances(embeddings, self.galleries[target])
         kept = np.isfinite(source_points).all((1, 2)) & found

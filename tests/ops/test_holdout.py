@@ -130,30 +130,31 @@ def test_what_is_scored_is_what_render_would_paste(setting):
         assert score[f"holdout_pose_error_{direction}"] < 1e-3  # the source crop itself
 
 
-def test_the_scored_crops_carry_the_watermark_a_render_would(setting):
-    """With `mark`, each pasted crop is marked where the detector finds the swapped face
-    (verify reads the mark off them, not off the unmarked paste), and still reads as the
-    person drawn: the mark is invisible."""
+def test_identity_is_scored_on_crops_marked_as_a_render_would_be(setting):
+    """With `mark`, the crops the embedder sees carry render's watermark where the
+    detector finds the swapped face (verify reads it off them, not off the plain paste);
+    without, they are the paste itself. Marked, a face still reads as the person drawn."""
     faces, plain = setting
     galleries = plain.galleries["a"], plain.galleries["b"]
     marked = HoldoutScorer(
         faces, plain.embed, plain.detect, *galleries, plain.distances, mark=embed_watermark
     )
     model = OtherPersonModel(faces)
-    pasted = plain.rendered(model, "a")
-    assert np.array_equal(pasted, plain.pasted(model, "a"))  # no mark: the paste itself
-    shown = marked.rendered(model, "a")
-    assert not np.array_equal(shown, pasted)
-    points = marked._landmarks(shown, faces.a.context_landmarks)
+    pasted = plain.pasted(model, "a")
+    points = marked._landmarks(pasted, faces.a.context_landmarks)
     assert np.isfinite(points).all()
+    assert np.array_equal(plain.watermarked(pasted, points), pasted)
+    shown = marked.watermarked(pasted, points)
 
     def verdict(crops):
         found = [correlate_face(c, p) for c, p in zip(crops, points, strict=True)]
         return decide_watermark(np.stack(found))
 
     assert verdict(shown).marked and not verdict(pasted).marked
-    score = marked.score(model)
+    score, unmarked = marked.score(model), plain.score(model)
     assert score["holdout_id_retrieval_a2b"] == 1.0 == score["holdout_id_retrieval_b2a"]
+    assert score["holdout_id_margin_a2b"] != unmarked["holdout_id_margin_a2b"]  # marked
+    assert score["holdout_pose_error_a2b"] == unmarked["holdout_pose_error_a2b"]  # unmarked
 
 
 def test_the_swap_lands_on_the_face_of_its_context_crop(setting):
