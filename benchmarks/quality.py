@@ -64,8 +64,9 @@ TINY_FRAME, TINY_FRAMES = 10, 14  # tiny: that frame, of held-out clips trimmed 
 METRICS = ("id_retrieval", "id_margin", "pose_error", "jitter", "seam")
 
 # The phases of a recipe (warm-up, decay, warp off for the last share) follow --steps, so
-# each recipe first trains CALIBRATE_STEPS steps to measure its s/step; --steps is then
-# the budget's worth of steps, and --max-train-s the budget itself.
+# each run first trains CALIBRATE_STEPS steps, just before it, to measure its s/step (this
+# machine's speed drifts within a session); --steps is then the budget's worth of steps,
+# and --max-train-s the budget itself.
 PHASES = ["--warmup-steps", "100", "--lr-decay", "cosine", "--warp-off-share", "0.2"]
 DFL = ["--loss", "dfl", *PHASES, "--ema-decay", "0.999", "--coverage", "1.1", "--lr", "3e-4"]
 # the recipe before the model family: classic loss, constant 1e-4, warp throughout, no weight
@@ -104,6 +105,13 @@ RECIPES: dict[str, list[str]] = {
         *replaced(replaced(DFL, "--warmup-steps", "0"), "--lr-decay", "constant"),
     ],
 }
+# fine-tuning variants of the default: for `--init-only`, from the default's pretrained model
+RECIPES["fine-tune-lr-6e-4"] = replaced(RECIPES["recipe-constant-lr"], "--lr", "6e-4")
+RECIPES["fine-tune-warp-off-half"] = replaced(
+    RECIPES["recipe-constant-lr"], "--warp-off-share", "0.5"
+)
+# recipe -> the recipe whose pretrained model it fine-tunes from (the same model and dims)
+PRETRAINED_AS = {name: "recipe-constant-lr" for name in RECIPES if name.startswith("fine-tune")}
 DEFAULT_RECIPES = ("today", "original+recipe", "recipe-constant-lr", "df", "liae")
 TINY_RECIPES = ("df",)  # --tiny without --recipes (and, without --init, from a tiny pretrain)
 CALIBRATE_STEPS = 30
@@ -142,6 +150,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pretrain-s", type=float, default=900.0, help="pretraining s per model (--init pretrain)"
     )
+    parser.add_argument(
+        "--init-only",
+        default="",
+        help="comma-separated recipes trained only from the pretrained model (--init), "
+        "beside the others' runs: fine-tuning variants, e.g. fine-tune-lr-6e-4",
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds-long version (tests)")
     parser.add_argument(
         "--work",
@@ -158,6 +172,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in args.recipes if name not in RECIPES]
     if unknown or not args.recipes:
         parser.error(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}")
+    args.init_only = [name.strip() for name in args.init_only.split(",") if name.strip()]
+    unknown = [name for name in args.init_only if name not in RECIPES]
+    if unknown:
+        parser.error(f"--init-only: unknown {unknown}; choose from {', '.join(RECIPES)}")
+    if args.init_only and args.init is None:
+        parser.error("--init-only needs --init (a pretrained model to fine-tune from)")
     if args.init not in (None, "pretrain") and not Path(args.init).exists():
         parser.error(f"--init: {args.init} not found (a `rayswap pretrain` run, or 'pretrain')")
     return args
@@ -165,7 +185,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def runs_of(args: argparse.Namespace) -> list[dict]:
     """What trains, in order: every recipe at the budget and, with --init, from scratch and
-    from the pretrained model at the fine-tuning budget. "label" names the run's column."""
+    from the pretrained model at the fine-tuning budget, then each --init-only recipe from
+    the pretrained model alone. "label" names the run's column."""
     found = []
     for recipe in args.recipes:
         if not (args.tiny and args.init):  # tiny with --init: only the fine-tuned run
@@ -183,7 +204,13 @@ def runs_of(args: argparse.Namespace) -> list[dict]:
             {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True}
             | {"budget_s": args.init_budget_s}
         )
-    return found
+    for recipe in args.init_only:
+        seconds = "" if args.tiny else f" {args.init_budget_s:g}s"
+        found.append(
+            {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True}
+            | {"budget_s": args.init_budget_s}
+        )
+    return list({run["label"]: run for run in found}.values())  # a recipe named twice, once
 
 
 def _clip(data: Path, side: str, emotion: str) -> str:
@@ -232,9 +259,12 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in open(path)] if path.exists() else []
 
 
-def calibrate(args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path) -> float:
-    """Seconds per step of `recipe`, from CALIBRATE_STEPS steps timed alone (once)."""
-    out = work / "calibrate" / recipe
+def calibrate(
+    args: argparse.Namespace, recipe: str, faces: dict[str, str], work: Path, name: str = ""
+) -> float:
+    """Seconds per step of `recipe`, from CALIBRATE_STEPS steps timed alone (once per
+    `name`: a run's label, so each run is timed just before it; default the recipe)."""
+    out = work / "calibrate" / (name or recipe)
     lines = _metrics(out)
     if not lines or lines[-1]["step"] < CALIBRATE_STEPS:
         flags = _train_flags(args, recipe, faces, out)
@@ -258,20 +288,22 @@ def train(
     out, record = work / "train" / name, work / "train" / f"{name}.json"
     if record.exists():
         return json.loads(record.read_text())
-    recipe = run["recipe"]
+    recipe, init = run["recipe"], []
+    if run["init"]:  # pretrained first: the calibration below times this run, not that
+        made = PRETRAINED_AS.get(recipe, recipe)
+        init = [pretrain(args, made, work, faces) if args.init == "pretrain" else args.init]
     if args.tiny:
         planned, timing = TINY_STEPS, []
     else:
-        per_step = calibrate(args, recipe, faces, work)
+        per_step = calibrate(args, recipe, faces, work, name)
         planned = max(CALIBRATE_STEPS, int(run["budget_s"] * (1 - SCORING_SHARE) / per_step))
         timing = ["--max-train-s", f"{run['budget_s']:g}"]
     held = len(HELD_OUT[:1] if args.tiny else HELD_OUT)
     flags = [*_train_flags(args, recipe, scored, out, held), "--steps", str(planned), *timing]
     flags += ["--log-every", "4" if args.tiny else "20"]
     flags += ["--save-every", str(SAVE_EVERY[args.tiny])]
-    if run["init"]:
-        made = args.init == "pretrain"
-        flags += ["--init", pretrain(args, recipe, work, faces) if made else args.init]
+    if init:
+        flags += ["--init", *init]
     _, seconds = run_rayswap(flags, timeout_s=run["budget_s"] + 1800)
     lines = _metrics(out)
     done = {
@@ -288,7 +320,8 @@ def train(
     }
     done["holdout_cost"] = scoring_cost(lines, SAVE_EVERY[args.tiny], done["s_per_step"])
     if run["init"]:
-        done["pretrain"] = described(work, recipe) if args.init == "pretrain" else args.init
+        made = PRETRAINED_AS.get(recipe, recipe)
+        done["pretrain"] = described(work, made) if args.init == "pretrain" else args.init
         done["init_plan"] = read_checkpoint_config(find_latest_checkpoint(f"{out}/train"))["init"]
     record.write_text(json.dumps(done))
     return done

@@ -159,3 +159,40 @@ def test_each_ablation_recipe_changes_one_flag_of_the_default():
         assert {k: v for k, v in ablated.items() if default[k] != v} == changed, recipe
     with pytest.raises(ValueError):
         replaced(["--loss", "dfl"], "--lr", "1")  # a flag that is not there
+
+
+def test_init_only_recipes_fine_tune_from_the_default_s_pretrain_and_nothing_else():
+    from benchmarks.quality import PRETRAINED_AS, RECIPES, _parse, runs_of
+
+    args = _parse(
+        ["--recipes", "recipe-constant-lr", "--init", "pretrain"]
+        + ["--init-only", "fine-tune-lr-6e-4,fine-tune-warp-off-half"]
+    )
+    runs = runs_of(args)
+    assert [(r["label"], r["init"], r["budget_s"]) for r in runs] == [
+        ("recipe-constant-lr", False, 1200.0),
+        ("recipe-constant-lr 400s", False, 400.0),
+        ("recipe-constant-lr+init 400s", True, 400.0),
+        ("fine-tune-lr-6e-4+init 400s", True, 400.0),
+        ("fine-tune-warp-off-half+init 400s", True, 400.0),
+    ]
+
+    def flags_of(recipe: str) -> dict[str, str]:
+        return dict(zip(RECIPES[recipe][::2], RECIPES[recipe][1::2], strict=True))
+
+    base = flags_of("recipe-constant-lr")
+    for name in ("fine-tune-lr-6e-4", "fine-tune-warp-off-half"):
+        assert PRETRAINED_AS[name] == "recipe-constant-lr"
+        flags = flags_of(name)
+        assert len({k for k in base if base[k] != flags[k]}) == 1, name  # one flag changed
+
+
+@pytest.mark.parametrize(
+    "argv", [["--init-only", "fine-tune-lr-6e-4"], ["--init", "pretrain", "--init-only", "nope"]]
+)
+def test_init_only_needs_init_and_known_recipes(argv, capsys):
+    from benchmarks.quality import _parse
+
+    with pytest.raises(SystemExit, match="2"):
+        _parse(argv)
+    assert "--init-only" in capsys.readouterr().err
