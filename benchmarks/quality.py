@@ -187,6 +187,13 @@ def runs_of(args: argparse.Namespace) -> list[dict]:
     """What trains, in order: every recipe at the budget and, with --init, from scratch and
     from the pretrained model at the fine-tuning budget, then each --init-only recipe from
     the pretrained model alone. "label" names the run's column."""
+    seconds = "" if args.tiny else f" {args.init_budget_s:g}s"
+
+    def fine_tuned(recipe: str) -> dict:
+        return {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True} | {
+            "budget_s": args.init_budget_s
+        }
+
     found = []
     for recipe in args.recipes:
         if not (args.tiny and args.init):  # tiny with --init: only the fine-tuned run
@@ -194,22 +201,13 @@ def runs_of(args: argparse.Namespace) -> list[dict]:
             found[-1]["init"] = False
         if args.init is None:
             continue
-        seconds = "" if args.tiny else f" {args.init_budget_s:g}s"
         if args.init_budget_s != args.budget_s and not args.tiny:  # tiny: steps, not seconds
             found.append(
                 {"label": f"{recipe}{seconds}", "recipe": recipe, "init": False}
                 | {"budget_s": args.init_budget_s}
             )
-        found.append(
-            {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True}
-            | {"budget_s": args.init_budget_s}
-        )
-    for recipe in args.init_only:
-        seconds = "" if args.tiny else f" {args.init_budget_s:g}s"
-        found.append(
-            {"label": f"{recipe}+init{seconds}", "recipe": recipe, "init": True}
-            | {"budget_s": args.init_budget_s}
-        )
+        found.append(fine_tuned(recipe))
+    found += [fine_tuned(recipe) for recipe in args.init_only]
     return list({run["label"]: run for run in found}.values())  # a recipe named twice, once
 
 
