@@ -287,8 +287,8 @@ def train(
     if record.exists():
         return json.loads(record.read_text())
     recipe, init = run["recipe"], []
+    made = PRETRAINED_AS.get(recipe, recipe)  # the recipe whose pretrained model it starts from
     if run["init"]:  # pretrained first: the calibration below times this run, not that
-        made = PRETRAINED_AS.get(recipe, recipe)
         init = [pretrain(args, made, work, faces) if args.init == "pretrain" else args.init]
     if args.tiny:
         planned, timing = TINY_STEPS, []
@@ -318,7 +318,6 @@ def train(
     }
     done["holdout_cost"] = scoring_cost(lines, SAVE_EVERY[args.tiny], done["s_per_step"])
     if run["init"]:
-        made = PRETRAINED_AS.get(recipe, recipe)
         done["pretrain"] = described(work, made) if args.init == "pretrain" else args.init
         done["init_plan"] = read_checkpoint_config(find_latest_checkpoint(f"{out}/train"))["init"]
     record.write_text(json.dumps(done))
