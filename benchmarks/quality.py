@@ -105,8 +105,10 @@ RECIPES: dict[str, list[str]] = {
         *replaced(replaced(DFL, "--warmup-steps", "0"), "--lr-decay", "constant"),
     ],
 }
-# fine-tuning variants of the default: for `--init-only`, from the default's pretrained model
-RECIPES["fine-tune-lr-6e-4"] = replaced(RECIPES["recipe-constant-lr"], "--lr", "6e-4")
+# the default at twice its rate, from scratch ("lr-6e-4") and, for `--init-only`, from the
+# default's pretrained model (the fine-tuning variants)
+RECIPES["lr-6e-4"] = replaced(RECIPES["recipe-constant-lr"], "--lr", "6e-4")
+RECIPES["fine-tune-lr-6e-4"] = RECIPES["lr-6e-4"]
 RECIPES["fine-tune-warp-off-half"] = replaced(
     RECIPES["recipe-constant-lr"], "--warp-off-share", "0.5"
 )

@@ -84,11 +84,10 @@ def raw_loop(
     config = ModelConfig(resolution=resolution, width=width, latent_dim=latent_dim)
     model = SwapAutoencoder(config).to(device)
     cuda = device == "cuda"
-    _, step_model = prepare_for_steps(model, channels_last=cuda, compile_model=compile_model)
+    _, step_model = prepare_for_steps(model, channels_last=True, compile_model=compile_model)
     optimizer = make_optimizer(model, 1e-4)
     batch = fixed_batch(resolution, batch_size, device)
-    if cuda:
-        batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
+    batch["warped"] = batch["warped"].contiguous(memory_format=torch.channels_last)
     autocast = torch.bfloat16 if cuda else None
     with FlopCounterMode(display=False) as counter:
         train_step(model, optimizer, batch, batch, autocast)

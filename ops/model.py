@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ops.model_dfl import df_parts, liae_code, liae_parts
 from ops.model_layers import Upscale, leaky
@@ -202,7 +203,13 @@ class Decoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.upscales(features)  # (B, widths[-1], R, R)
-        return torch.sigmoid(self.to_rgb(x)), torch.sigmoid(self.to_mask(x))
+        # the RGB and mask heads run as one 4-channel convolution: a conv with 1 or 3 output
+        # channels is slow on CPU (forward and backward), and the weights stay two modules,
+        # so checkpoints keep their keys
+        weight = torch.cat([self.to_rgb.weight, self.to_mask.weight])
+        bias = torch.cat([self.to_rgb.bias, self.to_mask.bias])
+        out = torch.sigmoid(F.conv2d(x, weight, bias, padding=self.to_rgb.padding))
+        return out[:, :3], out[:, 3:]
 
 
 def _original_parts(cfg: ModelConfig) -> dict[str, nn.Module]:

@@ -153,6 +153,7 @@ def test_each_ablation_recipe_changes_one_flag_of_the_default():
         "recipe-classic-loss": {"--loss": "classic"},
         "recipe-constant-lr": {"--warmup-steps": "0", "--lr-decay": "constant"},
     }
+    assert flags("lr-6e-4") == flags("recipe-constant-lr") | {"--lr": "6e-4"}
     for recipe, changed in expected.items():
         ablated = flags(recipe)
         assert ablated.keys() == default.keys(), recipe

@@ -113,6 +113,22 @@ def test_original_family_keeps_its_module_layout_and_keys():
     assert [name for name, _ in net.named_children()] == ["encoder", "decoder_a", "decoder_b"]
 
 
+def test_original_decoder_heads_run_as_one_conv_and_draw_what_each_head_draws():
+    """The RGB and mask heads share one convolution call; each output is still its own
+    module's (a checkpoint's to_rgb / to_mask weights mean what they meant)."""
+    torch.manual_seed(0)
+    decoder = SwapAutoencoder(ModelConfig(resolution=64, width=4, latent_dim=16)).decoder_a
+    torch.nn.init.normal_(decoder.to_mask.bias, mean=1.0)  # heads that differ visibly
+    features = torch.randn(2, decoder.upscales[0].conv.in_channels, 8, 8)
+    rgb, mask = decoder(features)
+    hidden = decoder.upscales(features)
+    torch.testing.assert_close(rgb, torch.sigmoid(decoder.to_rgb(hidden)))
+    torch.testing.assert_close(mask, torch.sigmoid(decoder.to_mask(hidden)))
+    (rgb.sum() + 2 * mask.sum()).backward()
+    assert decoder.to_rgb.weight.grad.abs().sum() > 0
+    assert decoder.to_mask.weight.grad.abs().sum() > 0
+
+
 def test_df_swap_runs_the_shared_bottleneck_and_the_target_decoder():
     torch.manual_seed(0)
     net = SwapAutoencoder(tiny("df")).eval()
