@@ -24,8 +24,6 @@ DEFAULT_MODEL = "original"  # the model family `rayswap train` builds without --
 DEFAULT_COVERAGE = 1.1  # the model's crop without --coverage (the faces' own if narrower)
 DEFAULT_WIDTH = 32  # --width, which sizes only the original model
 DFL_SIZE_FIELDS = ("encoder_dims", "decoder_dims", "mask_dims")  # size only df and liae
-DEFAULT_LR = 3e-4  # --lr from random weights
-INIT_LR = 6e-4  # --lr with --init: a fine-tune from a pretrain reaches more in 400 s
 
 
 @dataclass(frozen=True)
@@ -114,12 +112,11 @@ class TrainConfig:
         (lambda v: v is None or v > 0, "must be > 0"),
         show_default=False,
     )
-    lr: float | None = option(
-        None,
-        "Adam learning rate (the peak, with --warmup-steps / --lr-decay). Default: 3e-4, "
-        "or 6e-4 with --init (a pretrained start takes the higher rate; docs/benchmarks.md).",
+    lr: float = option(
+        6e-4,
+        "Adam learning rate (the peak, with --warmup-steps / --lr-decay); the quality "
+        "benchmark's best from scratch and from a pretrain (docs/benchmarks.md).",
         (lambda v: 0 < v < 1, "must be in (0, 1)"),
-        show_default=False,
     )
     warmup_steps: int = option(
         0,
@@ -229,11 +226,6 @@ class TrainConfig:
         check_fields(self)
         require(self.a != self.b, "b", self.b, "must differ from --a")
         self._check_model()
-        self._default_lr()
-
-    def _default_lr(self) -> None:
-        if self.lr is None:
-            object.__setattr__(self, "lr", DEFAULT_LR if self.init is None else INIT_LR)
 
     def _check_model(self) -> None:
         require(
@@ -287,7 +279,6 @@ class PretrainConfig(TrainConfig):
         check_fields(self)
         require(self.init is None, "init", self.init, "is for `rayswap train`")
         self._check_model()
-        self._default_lr()
 
 
 @dataclass(frozen=True)
