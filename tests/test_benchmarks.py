@@ -154,6 +154,8 @@ def test_each_ablation_recipe_changes_one_flag_of_the_default():
         "recipe-constant-lr": {"--warmup-steps": "0", "--lr-decay": "constant"},
     }
     assert flags("lr-6e-4") == flags("recipe-constant-lr") | {"--lr": "6e-4"}
+    assert flags("lr-6e-4-warp-off-half") == flags("lr-6e-4") | {"--warp-off-share": "0.5"}
+    assert flags("lr-1e-3") == flags("lr-6e-4") | {"--lr": "1e-3"}
     for recipe, changed in expected.items():
         ablated = flags(recipe)
         assert ablated.keys() == default.keys(), recipe
