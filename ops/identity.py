@@ -2,9 +2,12 @@
 
 dlib's `dlib_face_recognition_resnet_model_v1` maps a 150 x 150 face chip to a 128-D
 vector; two faces of one person lie close (Euclidean distance), two people far apart.
-Its weights ship inside the `face-recognition-models` package and the network runs in
+Its weights ship inside the `face-recognition-models` package and dlib itself in
 `dlib-bin`, both from the package index through the optional extra
-`pip install 'rayswap[eval]'`: nothing is downloaded at run time.
+`pip install 'rayswap[eval]'`: nothing is downloaded at run time. The network runs in
+torch (`ops.identity_net`, the same weights read from dlib's file, descriptors equal to
+dlib's within 1e-6; about 18 ms a chip on one CPU thread against dlib-bin's 95 ms), or in
+dlib with `network="dlib"`.
 
 Alignment. The network expects chips cut the way `dlib.get_face_chip` cuts them. Three
 ways to get there from a rayswap face are implemented (`alignment=`):
@@ -15,7 +18,7 @@ ways to get there from a rayswap face are implemented (`alignment=`):
 - "resize": the aligned crop re-cut at coverage 1.5 and resized to 150 px.
 On 295 faces of 12 people of ../shared/data (`python -m benchmarks identity`), "dlib"
 ranks best (ROC-AUC of face pairs from different files 0.998, "template" 0.997, "resize"
-0.80); the shape predictor costs about 1 ms of the ~85 ms of CPU a face takes.
+0.80); the shape predictor costs about 1 ms of a face's CPU time.
 
 Distances. `identity_distances` measures each face against a gallery of one person by the
 Euclidean distance to the gallery's mean descriptor: at the same share of other people
@@ -30,8 +33,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from ops.align import template_landmarks, umeyama
+from ops.identity_net import DlibFaceNet
 from ops.types import Frame, Landmarks
 
 EXTRA_HINT = "pip install 'rayswap[eval]'"
@@ -39,6 +44,8 @@ CHIP_PX = 150  # the side dlib's descriptor network expects
 CHIP_PADDING = 0.25  # dlib's default for face recognition chips
 EMBEDDING_DIM = 128
 ALIGNMENTS = ("template", "dlib", "resize")
+NETWORKS = ("torch", "dlib")
+NETWORK_BATCH = 32  # chips per torch forward pass
 # extract --reference: the largest identity distance (`identity_distances`) kept by default.
 # On the shared media it keeps 89-94% of a person's faces and 0.2-0.3% of other people's
 # (nearly all of one pair dlib confuses); a profile of another man measured 0.51
@@ -115,22 +122,28 @@ class IdentityEmbedder:
 
     Args:
         alignment: how a face becomes dlib's 150 px chip; one of ALIGNMENTS.
-        threads: accepted for symmetry with the detectors; dlib's CPU network uses its
-            own threading.
+        threads: accepted for symmetry with the detectors; the torch network runs on the
+            process's torch threads (`torch.set_num_threads`).
+        network: "torch" (default) or "dlib": which runs the descriptor network.
     Raises:
         ImportError naming `pip install 'rayswap[eval]'` when dlib or its models are missing.
     """
 
-    def __init__(self, alignment: str = "dlib", threads: int = 1) -> None:
+    def __init__(self, alignment: str = "dlib", threads: int = 1, network: str = "torch") -> None:
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
         self.alignment = alignment
         self.threads = threads
+        self.network = network
         self._dlib = _import_dlib()
         models = _model_dir()
-        self._network = self._dlib.face_recognition_model_v1(
-            os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
-        )
+        weights = os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
+        if network == "torch":
+            self._network = DlibFaceNet.from_dat(weights)
+        else:
+            self._network = self._dlib.face_recognition_model_v1(weights)
         self._shape_predictor = (
             self._dlib.shape_predictor(os.path.join(models, "shape_predictor_5_face_landmarks.dat"))
             if alignment == "dlib"
@@ -181,8 +194,16 @@ class IdentityEmbedder:
     def _describe(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        vectors = self._network.compute_face_descriptor(chips)  # one batch through the net
-        return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+        if self.network == "dlib":
+            vectors = self._network.compute_face_descriptor(chips)  # one batch through the net
+            return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+        found = []
+        with torch.inference_mode():
+            for start in range(0, len(chips), NETWORK_BATCH):
+                batch = np.stack(chips[start : start + NETWORK_BATCH])
+                x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+                found.append(self._network(x).numpy())
+        return np.concatenate(found).astype(np.float32)
 
 
 def identity_distances(

@@ -36,10 +36,11 @@ from pipelines.faces_report.write import (
 )
 from pipelines.runtime.checks import LOCAL, ray_address
 
-# What `--engine auto` weighs (measured on a 2-core machine): dlib embeds a face in about
-# 85 ms of one core, decoding and the thumbnail take about 1 ms, and starting a local Ray
-# with its actors (each loading dlib) costs about 15 s before the first face.
-EMBED_S_PER_FACE = 0.085
+# What `--engine auto` weighs (measured on a 2-core machine): the identity embedding takes
+# about 13 ms of one core a face (dlib's network in torch, `ops.identity_net`; 85-108 ms in
+# dlib itself), decoding and the thumbnail about 1 ms, and starting a local Ray with its
+# actors (each loading the embedder) costs about 15 s before the first face.
+EMBED_S_PER_FACE = 0.013
 DECODE_S_PER_FACE = 0.001
 RAY_START_S = 15.0
 REPORT_JSON = "report.json"
@@ -102,7 +103,7 @@ def local_max_rows(identity: bool, cpus: int) -> float:
 def choose_engine(cfg: FacesReportConfig, rows: int) -> str:
     """ "local" or "ray" for `cfg.engine`. auto: Ray for a cluster (--address or
     RAY_ADDRESS), else whichever `local_max_rows` says is faster on this machine (2 CPUs:
-    Ray from about 350 faces, 16 CPUs: from about 190; 16,000-30,000 with --no-identity)."""
+    Ray from about 2,300 faces, 16 CPUs: from about 1,200; 16,000-30,000 with --no-identity)."""
     if cfg.engine != "auto":
         return cfg.engine
     if ray_address(cfg.address) != LOCAL:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,9 +104,38 @@ def test_embed_rejects_bad_input(embedder, faces, landmarks, message):
         embedder.embed(faces, landmarks)
 
 
-def test_embedder_rejects_unknown_alignment():
+def test_embedder_rejects_unknown_alignment_and_network():
     with pytest.raises(ValueError, match="alignment"):
         IdentityEmbedder(alignment="nearest")
+    with pytest.raises(ValueError, match="network"):
+        IdentityEmbedder(network="onnx")
+
+
+def test_torch_network_gives_dlibs_descriptors(embedder, real_faces, embeddings):
+    """The torch rebuild of dlib's network against dlib's own, on the same real chips (more
+    than one torch batch, so the batches are joined in order)."""
+    native = IdentityEmbedder(network="dlib")
+    faces = np.concatenate([face["faces"] for face in real_faces.values()])
+    landmarks = np.concatenate([face["landmarks"] for face in real_faces.values()])
+    faces, landmarks = np.concatenate([faces] * 4), np.concatenate([landmarks] * 4)  # 36
+    torch_found, dlib_found = embedder.embed(faces, landmarks), native.embed(faces, landmarks)
+    assert torch_found.shape == dlib_found.shape == (36, EMBEDDING_DIM)
+    assert np.abs(torch_found - dlib_found).max() < 1e-4
+    assert np.linalg.norm(dlib_found, axis=1).min() > 0.1  # real descriptors, not zeros
+
+
+def test_torch_network_refuses_a_file_of_another_network(tmp_path):
+    from ops.identity import _model_dir
+    from ops.identity_net import DlibFaceNet
+
+    other = Path(_model_dir()) / "shape_predictor_5_face_landmarks.dat"
+    with pytest.raises(ValueError, match="shape_predictor_5_face_landmarks.dat"):
+        DlibFaceNet.from_dat(str(other))
+    broken = tmp_path / "net.dat"  # dlib's file with its last layer cut off
+    data = (Path(_model_dir()) / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()
+    broken.write_bytes(data[: data.rindex(b"fc_2") - 2])
+    with pytest.raises(ValueError, match="net.dat"):
+        DlibFaceNet.from_dat(str(broken))
 
 
 def test_embedder_without_the_extra_names_the_install_command(monkeypatch):

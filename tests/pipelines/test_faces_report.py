@@ -323,10 +323,10 @@ def test_choose_engine_weighs_ray_start_against_the_cpus(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(report_stage, "local_cpus", lambda: 2)
     cfg = FacesReportConfig(faces="f", out="o")
-    assert report_stage.choose_engine(cfg, 100) == "local"
-    assert report_stage.choose_engine(cfg, 1000) == "ray"
+    assert report_stage.choose_engine(cfg, 1000) == "local"
+    assert report_stage.choose_engine(cfg, 5000) == "ray"
     no_identity = FacesReportConfig(faces="f", out="o", identity=False)
-    assert report_stage.choose_engine(no_identity, 1000) == "local"
+    assert report_stage.choose_engine(no_identity, 5000) == "local"
     assert report_stage.choose_engine(FacesReportConfig("f", "o", engine="ray"), 1) == "ray"
     assert report_stage.choose_engine(FacesReportConfig("f", "o", address="ray://h:1"), 1) == "ray"
     monkeypatch.setattr(report_stage, "local_cpus", lambda: 1)
