@@ -15,18 +15,24 @@ not a tight 64 px crop (on a quality benchmark checkpoint the tight crop read 0.
 id_retrieval off evaluate's on the same frames, in both directions; docs/benchmarks.md).
 Then, per direction, as `rayswap evaluate` scores a rendered frame:
 
-- the detector finds the swapped face in the pasted crop; its 5 landmarks place the
-  identity embedding (where none is found, the source's landmarks do, as evaluate does),
-  taken, given `mark`, of the crop marked there with render's invisible watermark: the
-  embedder sees the mark's faint grain (unmarked, b2a read 0.16 of id_retrieval under
-  evaluate's on the same faces of a benchmark checkpoint, marked 0.03);
+- given `mark`, the pasted crop is marked with render's invisible watermark where the
+  detector finds the swapped face (its source's landmarks where it finds none), as render
+  marks a frame; then the detector finds the face again on the marked crop, as evaluate
+  does on the rendered frame, and its 5 landmarks place the identity embedding and give
+  the pose. The mark's faint grain moves both on soft faces: unmarked, b2a read 0.16 of
+  id_retrieval under evaluate's on the same faces of a benchmark checkpoint (marked 0.03),
+  and the same frames' a2b pose_error 0.069 where the marked render read 0.080-0.085;
 - id_retrieval: share of swapped faces nearer the target's gallery than the source's
   (`ops.identity` embeddings against galleries of the training faces), id_margin: mean of
   distance-to-source minus distance-to-target, as `ops.metrics` defines them for renders;
 - pose_error: mean distance between the 5 landmarks the detector finds on the swapped face
   and on its source face, divided by the source's inter-ocular distance. Both crops are
-  detected the same way (resized to DETECT_PX and padded, for the detector needs context
-  around a crop), so the number measures the swap and not the detector;
+  detected the same way: resized so that the face has its size in the source frame (the
+  side's `frame_scale`; evaluate detects the frame itself, and the detector's landmarks
+  move with the face's size: on one checkpoint's a2b frames, detected at the stored
+  crop's 256 px instead of the frame's 305, a render read 0.070 where evaluate read 0.085)
+  and padded by a quarter of that on every side, for the detector needs context around a
+  crop. So the number measures the swap and not the detector;
 - ssim: mean SSIM of each side's reconstruction against its input.
 
 A face the detector misses on either crop is left out of the pose error (`pose_faces`
@@ -51,8 +57,9 @@ from ops.smooth import face_scale, match_face
 from ops.types import Detection, Frame
 
 CONTEXT_PX = 256  # context crops larger than this are scored at this side
-DETECT_PX = 256  # crops are resized to this side before detection
-DETECT_PAD = 64  # and padded by this much on every side (replicated border)
+DETECT_PX = 256  # crops of an unknown frame scale are resized to this side before detection
+DETECT_PAD_SHARE = 0.25  # and padded by this share of it on every side (replicated border)
+MAX_DETECT_PX = 1024  # the largest detection canvas side, before the padding
 PREFIX = "holdout_"
 
 
@@ -63,7 +70,9 @@ class HeldOutSide:
     faces: (N, R, R, 3) uint8 at the model's resolution and coverage, landmarks (N, 5, 2)
     in their px; context: (N, S, S, 3) uint8 crops of extract's coverage, context_landmarks
     (N, 5, 2) in their px; zoom: the context's coverage over the model's (>= 1), so the
-    model's crop is the context's centre 1/zoom (`ops.augment.centre_affine`).
+    model's crop is the context's centre 1/zoom (`ops.augment.centre_affine`);
+    frame_scale: context px per source-frame px (the faces' median; 0: unknown, detected
+    at DETECT_PX).
     """
 
     faces: np.ndarray
@@ -71,6 +80,7 @@ class HeldOutSide:
     context: np.ndarray
     context_landmarks: np.ndarray
     zoom: float = 1.0
+    frame_scale: float = 0.0
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -126,7 +136,7 @@ class HoldoutScorer:
         self.distances = distances
         self.sides = {"a": held.a, "b": held.b}
         self.source_points = {
-            side: self._landmarks(faces.context, faces.context_landmarks)
+            side: self._landmarks(faces.context, faces.context_landmarks, faces.frame_scale)
             for side, faces in self.sides.items()
         }
         self.oval = template_oval(held.a.faces.shape[1], held.coverage)
@@ -175,14 +185,17 @@ class HoldoutScorer:
     def _direction(
         self, pasted: np.ndarray, source: str, target: str
     ) -> dict[str, float | int | None]:
-        source_points = self.source_points[source]
-        output_points = self._landmarks(pasted, self.sides[source].context_landmarks)
+        faces, source_points = self.sides[source], self.source_points[source]
+        known = faces.context_landmarks
+        if self.mark is not None:  # as render: marked where the swapped face is found
+            first = self._landmarks(pasted, known, faces.frame_scale)
+            placed = np.where(np.isfinite(first).all((1, 2))[:, None, None], first, known)
+            pasted = self.watermarked(pasted, placed)
+        # as evaluate, on what render wrote: the output's own landmarks, else the source's
+        output_points = self._landmarks(pasted, known, faces.frame_scale)
         found = np.isfinite(output_points).all((1, 2))
-        # as evaluate: the output's own landmarks, else where the source face was
-        placed = np.where(found[:, None, None], output_points, self.sides[source].context_landmarks)
-        # identity of the marked crop (the embedder sees the mark's grain); pose of the
-        # unmarked one (on soft faces the mark moves the detector's points; docs/train.md)
-        embeddings = self.embed(self.watermarked(pasted, placed), placed)
+        placed = np.where(found[:, None, None], output_points, known)
+        embeddings = self.embed(pasted, placed)
         to_source = self.distances(embeddings, self.galleries[source])
         to_target = self.distances(embeddings, self.galleries[target])
         kept = np.isfinite(source_points).all((1, 2)) & found
@@ -194,24 +207,26 @@ class HoldoutScorer:
             "pose_faces": int(kept.sum()),
         }
 
-    def _landmarks(self, crops: np.ndarray, near: np.ndarray) -> np.ndarray:
+    def _landmarks(self, crops: np.ndarray, near: np.ndarray, frame_scale: float) -> np.ndarray:
         """(N, 5, 2) landmarks the detector finds on each crop, in crop px (NaN: none
-        near `near`, the crop's known landmarks)."""
+        near `near`, the crop's known landmarks), at the face's size in its source frame."""
         side = crops.shape[1]
-        scale = DETECT_PX / side
+        canvas = round(side / frame_scale) if frame_scale > 0 else DETECT_PX
+        canvas = int(min(max(canvas, 32), MAX_DETECT_PX))
+        scale, pad = canvas / side, round(DETECT_PAD_SHARE * canvas)
         interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
         canvases = [
             cv2.copyMakeBorder(
-                cv2.resize(crop, (DETECT_PX, DETECT_PX), interpolation=interpolation),
-                *(DETECT_PAD,) * 4,
+                cv2.resize(crop, (canvas, canvas), interpolation=interpolation),
+                *(pad,) * 4,
                 cv2.BORDER_REPLICATE,
             )
             for crop in crops
         ]
         points = np.full((len(crops), 5, 2), np.nan, np.float32)
         for index, found in enumerate(self.detect(canvases)):
-            expect = near[index].reshape(5, 2) * scale + DETECT_PAD
+            expect = near[index].reshape(5, 2) * scale + pad
             match = match_face(expect, found, 0.5 * face_scale(expect))
             if match is not None:
-                points[index] = (match.landmarks.reshape(5, 2) - DETECT_PAD) / scale
+                points[index] = (match.landmarks.reshape(5, 2) - pad) / scale
         return points

@@ -270,7 +270,9 @@ def load_faces(path: str, side: str, cfg: TrainConfig, info: FacesInfo) -> tuple
 def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOutSide:
     """Up to --holdout-faces held-out faces, spread evenly over them: each decoded as
     training decodes it (model resolution and coverage) and as its context crop (extract's
-    crop, at most CONTEXT_PX), which the scorer pastes the swap into as render would."""
+    crop, at most CONTEXT_PX), which the scorer pastes the swap into as render would; with
+    the context's px per source-frame px (the median of the faces'), at which the scorer's
+    detector sees each face at its size in the frame, as evaluate's does."""
     dataset = dataset_of(info.files)
     meta = dataset.to_table(columns=[schema.VIDEO, schema.FRAME, schema.ERROR])
     rows = [
@@ -288,6 +290,7 @@ def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOu
     columns = [schema.IMAGE, schema.LANDMARKS, schema.AFFINE]
     chosen = pa.array([rows[int(i)] for i in picks] if rows else [], pa.int64())
     kept: list[tuple] = []
+    scales: list[float] = []  # context px per frame px, each face's
     side = 0  # the context crops' side: the first crop's, at most CONTEXT_PX
     for row in dataset.take(chosen, columns=columns).to_pylist():
         payload, points = row[schema.IMAGE], np.asarray(row[schema.LANDMARKS])
@@ -300,10 +303,16 @@ def held_out_faces(info: FacesInfo, cfg: TrainConfig, coverage: float) -> HeldOu
         except ValueError:
             continue  # a corrupt crop: not scored
         kept.append((*face, *context))
+        scales.append(float(np.hypot(affine[0, 0], affine[1, 0])) * side / crop.shape[0])
     if not kept:
         empty = np.zeros((0, cfg.resolution, cfg.resolution, 3), np.uint8)
         return HeldOutSide(empty, np.zeros((0, 5, 2), np.float32), empty, np.zeros((0, 5, 2)))
     faces, landmarks, context, points = (np.stack(part) for part in zip(*kept, strict=True))
     return HeldOutSide(
-        faces, landmarks.astype(np.float32), context, points.astype(np.float32), zoom
+        faces,
+        landmarks.astype(np.float32),
+        context,
+        points.astype(np.float32),
+        zoom,
+        frame_scale=float(np.median(scales)),
     )

@@ -11,8 +11,9 @@ import torch
 from ops.align import align_face, transform_points
 from ops.augment import centre_affine
 from ops.detect import RetinaFaceDetector, select_faces
-from ops.holdout import HeldOutFaces, HeldOutSide, HoldoutScorer
+from ops.holdout import DETECT_PX, HeldOutFaces, HeldOutSide, HoldoutScorer
 from ops.identity import IdentityEmbedder, identity_distances
+from ops.metrics import pose_errors
 from ops.video import iter_frames
 from ops.watermark import correlate_face, decide_watermark, embed_watermark
 from tests.conftest import shared_video
@@ -25,26 +26,30 @@ CLIPS = {
 }
 
 
-def _faces(clip: str, detector: RetinaFaceDetector, size: int, coverage: float):
-    """Four aligned faces of a clip (frames 0, 20, 40, 60) and their crop landmarks."""
+def _faces(clip: str, detector: RetinaFaceDetector, size: int, coverage: float, scales=None):
+    """Four aligned faces of a clip (frames 0, 20, 40, 60) and their crop landmarks; the
+    crops' px per frame px are appended to `scales`."""
     crops, points = [], []
     for _, _, frame in iter_frames(str(shared_video(clip)), 0, 61, every_n=20):
         detection = select_faces(detector.detect_batch([frame])[0], which="largest")[0]
         crop, affine = align_face(frame, detection.landmarks, size, coverage=coverage)
         crops.append(crop)
         points.append(transform_points(detection.landmarks, affine))
+        if scales is not None:
+            scales.append(float(np.hypot(affine[0, 0], affine[1, 0])))
     return np.stack(crops), np.stack(points).astype(np.float32)
 
 
 def _held_out(clip: str, detector: RetinaFaceDetector) -> HeldOutSide:
     """A clip's faces as extract stores them and as the model sees them: their centre
     region at the model's coverage (as training cuts it, `ops.augment.load_face`)."""
-    context, points = _faces(clip, detector, CONTEXT, CONTEXT_COVERAGE)
+    scales: list[float] = []
+    context, points = _faces(clip, detector, CONTEXT, CONTEXT_COVERAGE, scales)
     zoom = CONTEXT_COVERAGE / COVERAGE
     affine = centre_affine(CONTEXT, RESOLUTION, zoom)
     faces = [cv2.warpAffine(c, affine, (RESOLUTION,) * 2, flags=cv2.INTER_AREA) for c in context]
     landmarks = np.stack([transform_points(p, affine) for p in points]).astype(np.float32)
-    return HeldOutSide(np.stack(faces), landmarks, context, points, zoom)
+    return HeldOutSide(np.stack(faces), landmarks, context, points, zoom, np.median(scales))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +146,7 @@ def test_identity_is_scored_on_crops_marked_as_a_render_would_be(setting):
     )
     model = OtherPersonModel(faces)
     pasted = plain.pasted(model, "a")
-    points = marked._landmarks(pasted, faces.a.context_landmarks)
+    points = marked._landmarks(pasted, faces.a.context_landmarks, faces.a.frame_scale)
     assert np.isfinite(points).all()
     assert np.array_equal(plain.watermarked(pasted, points), pasted)
     shown = marked.watermarked(pasted, points)
@@ -154,7 +159,33 @@ def test_identity_is_scored_on_crops_marked_as_a_render_would_be(setting):
     score, unmarked = marked.score(model), plain.score(model)
     assert score["holdout_id_retrieval_a2b"] == 1.0 == score["holdout_id_retrieval_b2a"]
     assert score["holdout_id_margin_a2b"] != unmarked["holdout_id_margin_a2b"]  # marked
-    assert score["holdout_pose_error_a2b"] == unmarked["holdout_pose_error_a2b"]  # unmarked
+    # the pose, as evaluate's, is of the face found again on the marked crop
+    found = marked._landmarks(shown, faces.a.context_landmarks, faces.a.frame_scale)
+    pose = pose_errors(found, marked.source_points["a"]).mean()
+    assert score["holdout_pose_error_a2b"] == pytest.approx(pose, abs=1e-6)
+    assert abs(pose - unmarked["holdout_pose_error_a2b"]) > 1e-3  # the mark moved the points
+
+
+def test_faces_are_detected_at_their_size_in_the_source_frame(setting):
+    """The detector sees each crop resized to the face's size in its frame (context px /
+    frame_scale), padded by a quarter of that; without a frame scale, at DETECT_PX."""
+    faces, scorer = setting
+    seen: list[tuple[int, ...]] = []
+
+    def detect(canvases):
+        seen.append(canvases[0].shape)
+        return scorer.detect(canvases)
+
+    probe = HoldoutScorer(faces, scorer.embed, detect, *scorer.galleries.values(), scorer.distances)
+    canvas = round(CONTEXT / faces.a.frame_scale)
+    assert faces.a.frame_scale < 1 and canvas != DETECT_PX  # the clips' faces fill their frame
+    assert seen[0] == (canvas + 2 * round(canvas / 4),) * 2 + (3,)
+    assert np.abs(probe.source_points["a"] - faces.a.context_landmarks).max() < 0.06 * CONTEXT
+    unknown = HeldOutSide(
+        faces.a.faces, faces.a.landmarks, faces.a.context, faces.a.context_landmarks
+    )
+    probe._landmarks(unknown.context, unknown.context_landmarks, unknown.frame_scale)
+    assert seen[-1] == (DETECT_PX + 2 * DETECT_PX // 4,) * 2 + (3,)
 
 
 def test_the_swap_lands_on_the_face_of_its_context_crop(setting):
