@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import time
 from typing import Any
 
 import numpy as np
@@ -105,26 +106,50 @@ def start_scorer(
 
 
 class ScoreQueue:
-    """Rank 0's checkpoints handed to the actor, and the scores that came back."""
+    """Rank 0's checkpoints handed to the actor, and the scores that came back.
+
+    At most one checkpoint is scored at a time. One handed over while the actor is busy
+    waits, and a newer one replaces it (the older is never scored, `skipped` counts it):
+    when checkpoints come faster than their scores (a fast GPU, a small --save-every),
+    scores never queue up behind training, nor name checkpoints --keep-checkpoints has
+    already deleted. The last checkpoint is always scored: `collect` with a timeout hands
+    over the waiting one as soon as the actor is free.
+    """
 
     def __init__(self, scorer: Any, checkpoints: str) -> None:
         self.scorer, self.checkpoints = scorer, checkpoints
-        self.pending: list[Any] = []
+        self.pending: list[Any] = []  # the score in flight (one at most)
+        self.waiting: int | None = None  # the newest step not yet handed over
+        self.skipped = 0
 
     def submit(self, step: int) -> None:
+        if self.waiting is not None:
+            self.skipped += 1
+        self.waiting = step
+        self._start()
+
+    def _start(self) -> None:
+        if self.pending or self.waiting is None:
+            return
         from ops import storage
 
-        path = storage.join(self.checkpoints, f"checkpoint_{step:08d}")
-        self.pending.append(self.scorer.score.remote(path, step))
+        path = storage.join(self.checkpoints, f"checkpoint_{self.waiting:08d}")
+        self.pending.append(self.scorer.score.remote(path, self.waiting))
+        self.waiting = None
 
     def collect(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
-        """The scores finished within `timeout_s` (0: those already done), by step."""
-        if not self.pending:
-            return []
-        ready, self.pending = ray.wait(
-            self.pending, num_returns=len(self.pending), timeout=timeout_s
-        )
-        return sorted(ray.get(ready), key=lambda score: score["step"])
+        """The scores finished within `timeout_s` (0: those already done), by step; with a
+        timeout, the waiting checkpoint is scored too, within the same time."""
+        deadline = time.monotonic() + timeout_s
+        done: list[dict[str, Any]] = []
+        while self.pending:
+            left = max(0.0, deadline - time.monotonic())
+            ready, self.pending = ray.wait(self.pending, num_returns=1, timeout=left)
+            done += ray.get(ready)
+            self._start()
+            if not ready or not timeout_s:
+                break
+        return sorted(done, key=lambda score: score["step"])
 
 
 def best_checkpoint(lines: list[dict[str, Any]]) -> dict[str, Any] | None:

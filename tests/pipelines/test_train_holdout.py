@@ -52,6 +52,11 @@ def test_held_out_faces_come_as_the_model_sees_them_and_in_their_stored_crop(tmp
     into_model = centre_affine(side, 64, held.zoom)
     mapped = held.context_landmarks[0] @ into_model[:, :2].T + into_model[:, 2]
     assert np.abs(mapped - held.landmarks[0]).max() < 0.6  # the same points, half a px
+    # the context's px per frame px, the faces' median (each ~5% apart): the face's size
+    # in its frame, at which the scorer detects it
+    table = pq.read_table(folder / "part-0.parquet").to_pylist()[14:19]
+    scales = [np.hypot(*np.asarray(r["affine"])[[0, 3]]) * side / stored for r in table]
+    assert held.frame_scale == pytest.approx(np.median(scales))
     nothing = tiny_config(faces, tmp_path / "out", holdout_videos=0)
     none = held_out_faces(inspect_faces(str(folder), "a", nothing), nothing, 1.1)
     assert len(none) == 0 and none.faces.shape == (0, 64, 64, 3)
