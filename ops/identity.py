@@ -33,10 +33,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from ops.align import template_landmarks, umeyama
-from ops.identity_net import DlibFaceNet
 from ops.types import Frame, Landmarks
 
 EXTRA_HINT = "pip install 'rayswap[eval]'"
@@ -140,7 +138,9 @@ class IdentityEmbedder:
         self._dlib = _import_dlib()
         models = _model_dir()
         weights = os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")
-        if network == "torch":
+        if network == "torch":  # torch is imported here: the CLI starts without it
+            from ops.identity_net import DlibFaceNet
+
             self._network = DlibFaceNet.from_dat(weights)
         else:
             self._network = self._dlib.face_recognition_model_v1(weights)
@@ -197,6 +197,8 @@ class IdentityEmbedder:
         if self.network == "dlib":
             vectors = self._network.compute_face_descriptor(chips)  # one batch through the net
             return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+        import torch
+
         found = []
         with torch.inference_mode():
             for start in range(0, len(chips), NETWORK_BATCH):
