@@ -6,7 +6,7 @@ Its weights ship inside the `face-recognition-models` package and dlib itself in
 `dlib-bin`, both from the package index through the optional extra
 `pip install 'rayswap[eval]'`: nothing is downloaded at run time. The network runs in
 torch (`ops.identity_net`, the same weights read from dlib's file, descriptors equal to
-dlib's within 1e-6; about 18 ms a chip on one CPU thread against dlib-bin's 95 ms), or in
+dlib's within 1e-6; about 12 ms of CPU a face on one thread against dlib-bin's 85-108), or in
 dlib with `network="dlib"`.
 
 Alignment. The network expects chips cut the way `dlib.get_face_chip` cuts them. Three
