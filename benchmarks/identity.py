@@ -16,8 +16,9 @@
 2. Cost: `rayswap extract` on the extract benchmark's clips with `--reference` (person_d's
    still) over without, in steady frames/s with 2 workers (as benchmarks/extract.py
    measures it: the frames of the segment reports after the first one, over the time from
-   the first report to the last), and the embedder alone (faces/s and CPU seconds per face:
-   dlib's network runs on one thread).
+   the first report to the last), and the embedder alone, per network (faces/s and CPU
+   seconds per face, each on one thread: the torch rebuild of dlib's network, the default,
+   against dlib's own, in one run, with the largest difference of their descriptors).
 """
 
 from __future__ import annotations
@@ -151,17 +152,29 @@ def kept_shares(embeddings: np.ndarray, ids: np.ndarray, files: np.ndarray) -> N
         print(f"| {mode} reference | {cells} |")
 
 
-def embed_rate(faces: dict[str, np.ndarray], count: int = 24) -> tuple[float, float]:
-    """(faces/s, CPU seconds per face) of the embedder alone; dlib runs it on one thread."""
-    from ops.identity import IdentityEmbedder
+def embed_rates(faces: dict[str, np.ndarray], count: int = 24) -> dict[str, tuple]:
+    """network -> (faces/s, CPU seconds per face, descriptors) of the embedder alone, each
+    network on one thread, on the same `count` faces."""
+    import torch
 
-    embedder = IdentityEmbedder()
+    from ops.identity import NETWORKS, IdentityEmbedder
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     crops, landmarks = faces["crops"][:count], faces["landmarks"][:count]
-    embedder.embed(crops[:2], landmarks[:2])  # warm up
-    started, cpu_started = time.perf_counter(), time.process_time()
-    embedder.embed(crops, landmarks)
-    cpu_s = time.process_time() - cpu_started
-    return len(crops) / (time.perf_counter() - started), cpu_s / len(crops)
+    found = {}
+    try:
+        for network in NETWORKS:
+            embedder = IdentityEmbedder(network=network)
+            embedder.embed(crops[:2], landmarks[:2])  # warm up
+            started, cpu_started = time.perf_counter(), time.process_time()
+            descriptors = embedder.embed(crops, landmarks)
+            cpu_s = time.process_time() - cpu_started
+            rate = len(crops) / (time.perf_counter() - started)
+            found[network] = (rate, cpu_s / len(crops), descriptors)
+    finally:
+        torch.set_num_threads(threads)
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,8 +216,15 @@ def main(argv: list[str] | None = None) -> None:
 
     clips = shared_clips(args.data, CLIPS[:2] if args.quick else CLIPS)
     reference = str(args.data / "image" / REFERENCE)
-    faces_per_s, cpu_per_face = embed_rate(faces)
-    print(f"\nembedder alone: {faces_per_s:.1f} faces/s, {cpu_per_face:.3f} CPU s per face")
+    rates = embed_rates(faces)
+    print("\nembedder alone, one thread each:")
+    for network, (faces_per_s, cpu_per_face, _) in rates.items():
+        print(f"  {network:5s} {faces_per_s:6.1f} faces/s, {cpu_per_face:.4f} CPU s per face")
+    (_, torch_cpu, mine), (_, dlib_cpu, theirs) = rates["torch"], rates["dlib"]
+    print(
+        f"  torch / dlib CPU per face: {torch_cpu / dlib_cpu:.2f}; "
+        f"largest descriptor difference {np.abs(mine - theirs).max():.2e}"
+    )
     with tempfile.TemporaryDirectory(prefix="rayswap-bench-id-"):
         plain = run_pipeline(clips, 2, args.every_n, 300)
         filtered = run_pipeline(clips, 2, args.every_n, 300, reference=[reference])
