@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CHIP_PX = 150
+from ops.identity import EMBEDDING_DIM
+
 # (channels, down) of each residual block, input to output
 BLOCKS = ((32, False),) * 3 + ((64, True),) + ((64, False),) * 3
 BLOCKS += ((128, True),) + ((128, False),) * 2 + ((256, True),) + ((256, False),) * 2
 BLOCKS += ((256, True),)
-EMBEDDING_DIM = 128
 # pools as dlib serializes them: rows, cols, stride y, stride x, padding y, padding x
 MAX_POOL, AVG_POOL, GLOBAL_POOL = (3, 3, 2, 2, 0, 0), (2, 2, 2, 2, 0, 0), (0, 0, 1, 1, 0, 0)
 _NAME = re.compile(rb"\x01([\x03-\x20])([a-z_][a-z_0-9]+)")
