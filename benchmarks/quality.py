@@ -113,6 +113,11 @@ RECIPES["fine-tune-lr-6e-4"] = RECIPES["lr-6e-4"]
 # a2b pose_error when fine-tuning), and at a higher rate still
 RECIPES["lr-6e-4-warp-off-half"] = replaced(RECIPES["lr-6e-4"], "--warp-off-share", "0.5")
 RECIPES["lr-1e-3"] = replaced(RECIPES["lr-6e-4"], "--lr", "1e-3")
+# the default with three times the weight on the eyes and mouth (the features the swaps blur
+# most), and with half the batch: twice the updates in the same time (the recipe's
+# --batch-size comes after the benchmark's, and the last one given wins)
+RECIPES["lr-6e-4-eyes-x3"] = [*RECIPES["lr-6e-4"], "--eye-mouth-weight", "90"]
+RECIPES["lr-6e-4-batch-8"] = [*RECIPES["lr-6e-4"], "--batch-size", "8"]
 RECIPES["fine-tune-warp-off-half"] = replaced(
     RECIPES["recipe-constant-lr"], "--warp-off-share", "0.5"
 )

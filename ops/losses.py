@@ -220,13 +220,17 @@ def dfl_swap_loss(
     face: torch.Tensor,
     features: torch.Tensor,
     background_weight: float = 0.1,
+    eye_mouth_weight: float | None = None,
 ) -> torch.Tensor:
     """Loss of one side, DeepFaceLab's way, in float32 (shapes as `swap_loss`).
 
     DSSIM at `dssim_windows(R)` + MSE, both weighted by background_weight + face; L1 on
     the eye and mouth regions (mean over all pixels, weighted by `features`); MSE of the
-    mask to the face region. Weights: `DFL_WEIGHTS`.
+    mask to the face region. Weights: `DFL_WEIGHTS`, the eye and mouth L1's replaced by
+    `eye_mouth_weight` when given.
     """
+    if eye_mouth_weight is None:
+        eye_mouth_weight = DFL_WEIGHTS["eye_mouth"]
     rgb, target, mask, face = rgb.float(), target.float(), mask.float(), face.float()
     weight = background_weight + face
     dssim = multi_window_dssim(rgb, target, weight, dssim_windows(rgb.shape[-1]))
@@ -235,7 +239,7 @@ def dfl_swap_loss(
     return (
         DFL_WEIGHTS["dssim"] * dssim
         + DFL_WEIGHTS["mse"] * mse
-        + DFL_WEIGHTS["eye_mouth"] * eye_mouth
+        + eye_mouth_weight * eye_mouth
         + DFL_WEIGHTS["mask"] * ((mask - face) ** 2).mean()
     )
 
@@ -247,10 +251,15 @@ def side_loss(
     target: torch.Tensor,
     face: torch.Tensor,
     features: torch.Tensor,
+    eye_mouth_weight: float | None = None,
 ) -> torch.Tensor:
-    """The loss named `loss` (one of `LOSSES`) of one side; shapes as `swap_loss`."""
+    """The loss named `loss` (one of `LOSSES`) of one side; shapes as `swap_loss`.
+
+    eye_mouth_weight: the dfl loss's weight of the eye and mouth L1 (None: its default,
+    `DFL_WEIGHTS`); the classic loss keeps its own.
+    """
     if loss == "classic":
         return swap_loss(rgb, mask, target, face, features)
     if loss == "dfl":
-        return dfl_swap_loss(rgb, mask, target, face, features)
+        return dfl_swap_loss(rgb, mask, target, face, features, eye_mouth_weight=eye_mouth_weight)
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

@@ -44,10 +44,12 @@ def loss_fn(
     batch_b: Batch,
     autocast_dtype: torch.dtype | None = None,
     loss: str = "classic",
+    eye_mouth_weight: float | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """(total, loss_a, loss_b), float32: forward under autocast (if given), losses outside it.
 
-    loss: one of `ops.losses.LOSSES`, the loss of each side.
+    loss: one of `ops.losses.LOSSES`, the loss of each side; eye_mouth_weight: as in
+    `ops.losses.side_loss`.
     """
     device_type = batch_a["warped"].device.type
     autocast = (
@@ -57,8 +59,10 @@ def loss_fn(
     )
     with autocast:
         rgb_a, mask_a, rgb_b, mask_b = model(batch_a["warped"], batch_b["warped"])
-    loss_a = side_loss(loss, rgb_a, mask_a, batch_a["target"], batch_a["face"], batch_a["features"])
-    loss_b = side_loss(loss, rgb_b, mask_b, batch_b["target"], batch_b["face"], batch_b["features"])
+    loss_a, loss_b = (
+        side_loss(loss, rgb, mask, side["target"], side["face"], side["features"], eye_mouth_weight)
+        for rgb, mask, side in ((rgb_a, mask_a, batch_a), (rgb_b, mask_b, batch_b))
+    )
     return loss_a + loss_b, loss_a, loss_b
 
 
@@ -70,17 +74,19 @@ def train_step(
     autocast_dtype: torch.dtype | None = None,
     loss: str = "classic",
     hold: Sequence[nn.Parameter] = (),
+    eye_mouth_weight: float | None = None,
 ) -> torch.Tensor:
     """Forward both sides, backward, step; returns (3,) float32 [loss, loss_a, loss_b].
 
     The result stays on the batch's device (no host sync). autocast_dtype: e.g.
-    torch.bfloat16 for mixed precision; None runs in float32. loss: as in `loss_fn`.
+    torch.bfloat16 for mixed precision; None runs in float32. loss, eye_mouth_weight: as in
+    `loss_fn`.
     hold: parameters this step leaves as they are (their gradients are dropped after the
     backward pass, which under DDP has already averaged them; Adam skips a parameter
     without a gradient, its moments included).
     """
     optimizer.zero_grad(set_to_none=True)
-    total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype, loss)
+    total, loss_a, loss_b = loss_fn(model, batch_a, batch_b, autocast_dtype, loss, eye_mouth_weight)
     total.backward()
     for parameter in hold:
         parameter.grad = None

@@ -147,6 +147,13 @@ class TrainConfig:
         "face, + L1 on the eyes and mouth (weight 30), + MSE of the mask. Both in float32.",
         one_of_lazy("ops.losses", "LOSSES"),
     )
+    eye_mouth_weight: float = option(
+        30.0,
+        "Weight of the dfl loss's L1 on the eyes and mouth (DeepFaceLab's 300 against its "
+        "10 x DSSIM, scaled to this loss's 1 x DSSIM). Higher draws the features sharper at "
+        "some cost to the rest of the face; the classic loss has its own.",
+        at_least(0),
+    )
     ema_decay: float = option(
         0.999,
         "Keep a moving average of the weights with this decay (e.g. 0.999), saved in each "

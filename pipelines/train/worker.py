@@ -231,7 +231,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             _maybe_poison(cfg, step, rank, world, batches[0])
             set_lr(optimizer, recipe.lr_at(step))
             hold = held if step < cfg.freeze_encoder_steps else ()
-            losses = train_step(step_model, optimizer, *batches, autocast, cfg.loss, hold)
+            losses = train_step(
+                step_model, optimizer, *batches, autocast, cfg.loss, hold, cfg.eye_mouth_weight
+            )
             window.add(losses, step + 1)
             step += 1
             if ema is not None:

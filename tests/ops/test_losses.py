@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ops.align import template_landmarks
 from ops.augment import augment_batch
 from ops.losses import (
+    DFL_WEIGHTS,
     dfl_swap_loss,
     dssim_windows,
     face_region_mask,
@@ -140,6 +141,9 @@ def test_two_window_dssim_is_zero_for_equal_images_and_grows_with_noise():
     assert losses[1] == pytest.approx((fine + coarse) / 2, rel=1e-3)
 
 
+DEFAULT_EYES = DFL_WEIGHTS["eye_mouth"]
+
+
 def test_dfl_swap_loss_is_zero_for_a_perfect_reconstruction_and_weighs_the_eyes():
     torch.manual_seed(0)
     target = torch.rand(2, 3, 64, 64)
@@ -153,5 +157,10 @@ def test_dfl_swap_loss_is_zero_for_a_perfect_reconstruction_and_weighs_the_eyes(
     no_regions = float(dfl_swap_loss(target + off, face, target, face, torch.zeros_like(features)))
     assert in_mouth > no_regions > 0  # ... costs more where the mouth region is
     assert float(side_loss("dfl", target + off, face, target, face, features)) == in_mouth
+    # the eye and mouth term alone grows with its weight: three times the default, three
+    # times that term
+    regions = in_mouth - no_regions
+    tripled = side_loss("dfl", target + off, face, target, face, features, 3 * DEFAULT_EYES)
+    assert float(tripled) - no_regions == pytest.approx(3 * regions, rel=1e-4)
     with pytest.raises(ValueError, match="loss must be one of"):
         side_loss("l2", target, face, target, face, features)

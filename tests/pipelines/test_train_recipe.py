@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from ops.checkpoint import save_checkpoint
+from ops.losses import DFL_WEIGHTS
 from ops.model import DFL_DIMS, LATENT_DIMS, ModelConfig, SwapAutoencoder
 from pipelines.cli import app
 from pipelines.config import TrainConfig
@@ -34,6 +35,7 @@ def test_default_flags_build_the_benchmarks_best_model_and_recipe(tmp_path):
     assert recipe.warp_at(int(0.8 * cfg.steps) - 1) and not recipe.warp_at(int(0.8 * cfg.steps))
     assert recipe.ema_decay == 0.999 and cfg.loss == "dfl" and cfg.lr == 6e-4
     assert cfg.coverage is None  # resolved per faces dataset: 1.1, or theirs when narrower
+    assert cfg.eye_mouth_weight == DFL_WEIGHTS["eye_mouth"]  # the loss's own default
 
 
 def test_the_recipe_before_the_model_family_is_still_there_by_its_flags(tmp_path):
