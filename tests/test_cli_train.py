@@ -54,6 +54,7 @@ def test_train_help_lists_the_main_options():
         (["--device-cache-gb", "-1"], "--device-cache-gb"),
         (["--data-timeout-s", "0"], "--data-timeout-s"),
         (["--workers", "0"], "--workers"),
+        (["--eye-mouth-weight", "-1"], "--eye-mouth-weight"),
     ],
 )
 def test_train_bad_flag_exits_2_naming_it(no_ray, tmp_path, flags, named):
@@ -69,6 +70,28 @@ def test_train_bad_flag_exits_2_naming_it(no_ray, tmp_path, flags, named):
     ]
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 2 and named in result.output
+
+
+def test_train_warns_once_when_its_loss_diverges(tmp_path, capsys):
+    """The metrics lines of a run whose loss jumped and stuck (as at --lr 1e-3) reach the
+    progress callback; the CLI warns once as it happens and again in the summary."""
+    from pipelines.cli.train import _run_and_report
+    from pipelines.config import TrainConfig
+    from pipelines.train.driver import TrainSummary
+
+    def diverging_run(cfg, prepared, on_progress):
+        losses = [0.9, 0.7, 0.5, 0.46] + [2.6] * 12
+        for i, loss in enumerate(losses):
+            step = 10 * (i + 1)
+            on_progress({"step": step, "loss_a": loss, "loss_b": 0.5, "images_per_s": 1.0})
+        return TrainSummary(step=160, checkpoint="ck", seconds=1.0, faces={})
+
+    cfg = TrainConfig(a="a", b="b", out=str(tmp_path), steps=160)
+    _run_and_report("train", diverging_run, cfg, None)
+    out, err = capsys.readouterr()
+    assert err.count("warning: loss_a has stayed above 2x its lowest (0.4600 at step 40)") == 1
+    assert "train: step 160/160" in err
+    assert "warning: loss_a has stayed above" in out  # the summary says it again
 
 
 def test_train_missing_or_small_faces_exit_2_before_ray(no_ray, tmp_path):

@@ -14,6 +14,7 @@ import typer
 
 from ops import storage
 from ops.curves import CURVES_FILE
+from ops.divergence import DivergenceWatch
 from pipelines.cli.app import command, preflight, run_step
 from pipelines.cli.common import Progress
 from pipelines.config import ExportConfig, PretrainConfig, TrainConfig
@@ -78,8 +79,13 @@ def pretrain(cfg: PretrainConfig) -> None:
 def _run_and_report(stage: str, run: Callable, cfg: TrainConfig, prepared: Any) -> None:
     """Run the training, show its progress line, then print its summary."""
     progress = Progress()
+    watch = DivergenceWatch()
 
     def show(metrics: dict) -> None:  # every metrics line; in place on a terminal
+        warning = watch.add(metrics)
+        if warning:
+            progress.close()  # the warning on a line of its own, under the progress line
+            typer.echo(f"warning: {warning}", err=True)
         progress.show(
             f"{stage}: step {metrics['step']}/{cfg.steps}  loss_a {metrics['loss_a']:.4f}  "
             f"loss_b {metrics['loss_b']:.4f}  {metrics['images_per_s']:.1f} images/s  "
@@ -125,6 +131,8 @@ def _run_and_report(stage: str, run: Callable, cfg: TrainConfig, prepared: Any) 
             f" -> {summary.best_path}"
         )
     typer.echo(f"checkpoint: {summary.checkpoint}")
+    if watch.message:
+        typer.echo(f"warning: {watch.message}")
     typer.echo(f"curves: {storage.join(cfg.out, CURVES_FILE)}; tensorboard --logdir {cfg.out}")
 
 
