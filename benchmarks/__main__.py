@@ -14,7 +14,7 @@ import importlib
 import sys
 
 STAGES = ("extract", "train", "render")
-EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity", "evaluate", "quality")
+EXTRA = ("watermark", "gpu", "detect", "paste", "node", "identity", "evaluate", "quality", "pose")
 ONE_RAY = ("gpu", "node", "quality")  # their commands run in this process on `media.one_ray()`
 
 

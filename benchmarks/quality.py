@@ -24,7 +24,9 @@
    DIR/side_by_side.png: frame 50 of each render, source | one column per run.
    Training holds the held-out clips' faces out and scores them at every checkpoint
    (benchmarks/quality_scores.py); quality.md sets the last checkpoint's scores beside
-   evaluate's, with what scoring cost per checkpoint.
+   evaluate's, with what scoring cost per checkpoint, and the last checkpoint's pose
+   floors (benchmarks/pose.py: the pose_error of the source face itself, marked, and of its
+   redrawing by its own decoder, beside the swap's).
 
 Quality is judged on both directions: a recipe that swaps a2b but not b2a has not learnt
 the swap. `--tiny` trains a few seconds on one clip per person at reduced size and
@@ -46,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.media import DEFAULT_DATA, one_ray, run_rayswap, shared_clips
+from benchmarks.pose import floors_of
+from benchmarks.pose import table as pose_table
 from benchmarks.pretrained import described, pretrain
 from benchmarks.quality_scores import (
     agreement,
@@ -296,7 +300,11 @@ def train(
     name = run["label"].replace(" ", "_")
     out, record = work / "train" / name, work / "train" / f"{name}.json"
     if record.exists():
-        return json.loads(record.read_text())
+        done = json.loads(record.read_text())
+        if "pose_floor" not in done:  # a run recorded before the pose floor was
+            done["pose_floor"] = floors_of(done["checkpoint"])
+            record.write_text(json.dumps(done))
+        return done
     recipe, init = run["recipe"], []
     made = PRETRAINED_AS.get(recipe, recipe)  # the recipe whose pretrained model it starts from
     if run["init"]:  # pretrained first: the calibration below times this run, not that
@@ -328,6 +336,7 @@ def train(
         "holdout": final_score(lines),
     }
     done["holdout_cost"] = scoring_cost(lines, SAVE_EVERY[args.tiny], done["s_per_step"])
+    done["pose_floor"] = floors_of(str(out))
     if run["init"]:
         done["pretrain"] = described(work, made) if args.init == "pretrain" else args.init
         done["init_plan"] = read_checkpoint_config(find_latest_checkpoint(f"{out}/train"))["init"]
@@ -434,6 +443,10 @@ def write_results(args: argparse.Namespace, runs: dict, rows: list[dict], out: P
     if scores:
         lines += ["", "Held-out scores from training's last checkpoint against evaluate:", ""]
         lines += scores
+    floors = [run["pose_floor"] for run in runs.values() if run.get("pose_floor")]
+    if floors:
+        lines += ["", "How much of pose_error is the swap (held-out faces, last checkpoint):", ""]
+        lines += pose_table(floors).splitlines()
     (out / "quality.md").write_text(f"{settings}\n\n" + "\n".join(lines) + "\n")
     result = {"settings": vars(args) | {"data": str(args.data)}, "runs": runs, "renders": rows}
     (out / "quality.json").write_text(json.dumps(result, indent=2, default=str))

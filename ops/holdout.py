@@ -163,11 +163,33 @@ class HoldoutScorer:
         return found
 
     @torch.no_grad()
-    def pasted(self, model: torch.nn.Module, source: str) -> np.ndarray:
-        """`source`'s held-out faces swapped to the other side and put into their context
-        crops as render pastes a swap into its frame: (N, S, S, 3) uint8."""
+    def pose_floors(self, model: torch.nn.Module) -> dict[str, float | None]:
+        """What part of each direction's pose_error is not the swap, per source side:
+        `source_a`: the source's own face, its context crop marked and detected again as a
+        swap is (the watermark and the detector alone); `own_a`: the model's reconstruction
+        of it by its own decoder, pasted and marked as a swap is (adding the model's
+        resolution and blur); and `swap_a`: the swap a2b itself (likewise for b)."""
+        model = model.eval()
+        found: dict[str, float | None] = {}
+        for source, faces in self.sides.items():
+            target = "b" if source == "a" else "a"
+            crops = {
+                "source": faces.context,
+                "own": self.pasted(model, source, to=source),
+                "swap": self.pasted(model, source),
+            }
+            for name, pasted in crops.items():
+                scored = self._direction(pasted, source, target)
+                found[f"{name}_{source}"] = scored["pose_error"]
+        return found
+
+    @torch.no_grad()
+    def pasted(self, model: torch.nn.Module, source: str, to: str | None = None) -> np.ndarray:
+        """`source`'s held-out faces swapped to the other side (or decoded as `to`) and put
+        into their context crops as render pastes a swap into its frame: (N, S, S, 3)
+        uint8."""
         faces = self.sides[source]
-        rgb, mask = model.swap(_tensor(faces.faces), "b" if source == "a" else "a")
+        rgb, mask = model.swap(_tensor(faces.faces), to or ("b" if source == "a" else "a"))
         swapped, masks = _images(rgb), mask[:, 0].float().clamp(0, 1).numpy()
         affine = centre_affine(faces.context.shape[1], faces.faces.shape[1], faces.zoom)
         pasted = np.empty_like(faces.context)

@@ -95,6 +95,11 @@ def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(t
         assert run["holdout"]["step"] == TINY_STEPS and run["holdout_cost"]["checkpoints"] >= 1
         for direction in ("a2b", "b2a"):
             assert 0 <= run["holdout"][f"holdout_id_retrieval_{direction}"] <= 1
+        # the pose floors of its last checkpoint: the source face itself, marked, is found
+        # again within a tenth of its eye distance (the tiny model's faces may be missed)
+        for direction in ("a2b", "b2a"):
+            floor = run["pose_floor"][direction]
+            assert set(floor) == {"source", "own", "swap"} and 0 <= floor["source"] < 0.1
     tuned = results["runs"]["df+init"]
     assert tuned["init"] and tuned["pretrain"].startswith(f"df: {TINY_STEPS} steps in ")
     pool = tuned["pretrain"].split(" on ")[1].split(", ")
@@ -116,6 +121,8 @@ def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(t
     table = (out / "quality.md").read_text()
     assert table.startswith(f"{TINY_STEPS} steps per recipe, 64 px")
     assert "pretrained: df: " in table
+    floors = table.split("How much of pose_error is the swap")[1]
+    assert f"| df+init @ {TINY_STEPS} | a2b | " in floors
     assert table.count("| df+init | a2b | ") == table.count("| df+init | b2a | ") == 1
     assert table.count("| a2b fear |") == table.count("| b2a fear |") == 1
     picture = cv2.imread(str(out / "side_by_side.png"))  # 2 renders x (source + 1 run)
@@ -201,3 +208,13 @@ def test_init_only_needs_init_and_known_recipes(argv, capsys):
     with pytest.raises(SystemExit, match="2"):
         _parse(argv)
     assert "--init-only" in capsys.readouterr().err
+
+
+def test_pose_benchmark_needs_a_checkpoint_and_names_one_that_is_not(tmp_path, capsys):
+    from benchmarks.pose import main
+
+    with pytest.raises(SystemExit):
+        main([])
+    assert "--checkpoint" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])

@@ -38,38 +38,45 @@ def scoring_unavailable() -> str | None:
     return None
 
 
+def build_scorer(held: HeldOutFaces, galleries: dict[str, tuple[list[str], dict]]) -> Any:
+    """The `ops.holdout.HoldoutScorer` of one run, on this process's CPU (one thread):
+    galleries of up to GALLERY_FACES training faces per side ({side: (faces files, the
+    run's holdout plan)}) embedded, and render's watermark as the mark."""
+    import torch
+
+    from ops.detect import RetinaFaceDetector
+    from ops.faces_dataset import sample_faces
+    from ops.holdout import HoldoutScorer
+    from ops.identity import IdentityEmbedder, identity_distances
+    from ops.watermark import embed_watermark
+    from pipelines.train.data import is_held_out
+
+    torch.set_num_threads(1)
+    embedder = IdentityEmbedder()
+    embedded = {}
+    for side, (files, holdout) in galleries.items():
+        skip = functools.partial(is_held_out, holdout)  # the galleries are training faces
+        crops, points = sample_faces(files, GALLERY_FACES, skip)
+        parts = [embedder.embed(np.stack(crops[s]), np.stack(points[s])) for s in crops]
+        embedded[side] = np.concatenate(parts)
+    detector = RetinaFaceDetector(threads=1, score_threshold=0.5)
+    return HoldoutScorer(
+        held,
+        embedder.embed,
+        detector.detect_batch,
+        embedded["a"],
+        embedded["b"],
+        identity_distances,
+        mark=embed_watermark,  # as render marks its frames (its default key and strength)
+    )
+
+
 @ray.remote(num_cpus=0)
 class HoldoutActor:
     """Scores checkpoints on one run's held-out faces (see the module docstring)."""
 
     def __init__(self, held: HeldOutFaces, galleries: dict[str, tuple[list[str], dict]]) -> None:
-        import torch
-
-        from ops.detect import RetinaFaceDetector
-        from ops.faces_dataset import sample_faces
-        from ops.holdout import HoldoutScorer
-        from ops.identity import IdentityEmbedder, identity_distances
-        from ops.watermark import embed_watermark
-        from pipelines.train.data import is_held_out
-
-        torch.set_num_threads(1)
-        embedder = IdentityEmbedder()
-        embedded = {}
-        for side, (files, holdout) in galleries.items():
-            skip = functools.partial(is_held_out, holdout)  # the galleries are training faces
-            crops, points = sample_faces(files, GALLERY_FACES, skip)
-            parts = [embedder.embed(np.stack(crops[s]), np.stack(points[s])) for s in crops]
-            embedded[side] = np.concatenate(parts)
-        detector = RetinaFaceDetector(threads=1, score_threshold=0.5)
-        self.scorer = HoldoutScorer(
-            held,
-            embedder.embed,
-            detector.detect_batch,
-            embedded["a"],
-            embedded["b"],
-            identity_distances,
-            mark=embed_watermark,  # as render marks its frames (its default key and strength)
-        )
+        self.scorer = build_scorer(held, galleries)
 
     def score(self, checkpoint: str, step: int) -> dict[str, Any]:
         """The held-out numbers of one checkpoint, with its step (or the error)."""

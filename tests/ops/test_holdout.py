@@ -209,3 +209,18 @@ def test_landmarks_found_on_a_crop_are_the_crops_own(setting):
     for found, known in zip(scorer.source_points.values(), known_points, strict=True):
         assert np.isfinite(found).all()
         assert np.abs(found - known).max() < 0.06 * CONTEXT  # within 8 px at 128 px
+
+
+def test_pose_floors_part_the_swap_from_the_detector_and_the_redrawing(setting):
+    faces, scorer = setting
+    copied = scorer.pose_floors(CopyModel())
+    drawn = scorer.pose_floors(OtherPersonModel(faces))
+    for side in "ab":
+        # unmarked, the source crop found again is found exactly where it was
+        assert copied[f"source_{side}"] == 0.0 == drawn[f"source_{side}"]
+        # a copy either way; then the 64 px crop's resampling and the paste, not the swap
+        assert copied[f"own_{side}"] == copied[f"swap_{side}"] < 0.03
+        # drawn as its own person, a face is its own face: as the copy
+        assert drawn[f"own_{side}"] == copied[f"own_{side}"]
+        assert drawn[f"swap_{side}"] > drawn[f"own_{side}"] + 0.005  # another face
+    assert drawn["swap_a"] == scorer.score(OtherPersonModel(faces))["holdout_pose_error_a2b"]

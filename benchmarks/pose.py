@@ -1,0 +1,97 @@
+"""Pose floor: how much of a swap's pose_error is the swap.
+
+    python -m benchmarks pose --checkpoint RUN_OR_CHECKPOINT [...] [--out DIR]
+
+A render's pose_error (the detector's 5 landmarks on the output face against those on its
+source face, over the eye distance) is not all the swap's doing: the watermark's grain and
+the detector's own noise move landmarks on any face, and a 64 px model redraws a blurred
+face even of its own person. For each checkpoint of a run trained with held-out videos
+(the quality benchmark's runs are), this scores the run's held-out faces as training
+scores them (`ops.holdout`: pasted into their context crops as render pastes, marked as
+render marks, detected again at the face's size in its frame), three ways per source side:
+
+- source: the source's own face, untouched: the mark and the detector alone;
+- own: the face redrawn by its own decoder (A by A's): adding the model's resolution;
+- swap: the swap itself (A by B's decoder, a2b; B by A's, b2a).
+
+swap - own is what changing the person costs; own - source what the model's redrawing
+costs. Prints a table per checkpoint and writes pose.json to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DIRECTIONS = {"a": "a2b", "b": "b2a"}
+KINDS = ("source", "own", "swap")
+
+
+def floors_of(checkpoint: str) -> dict:
+    """The pose floors of one checkpoint (a checkpoint directory or a run's folder: its
+    latest), on the held-out faces of the run that wrote it."""
+    import torch
+
+    from ops.checkpoint import load_checkpoint
+    from ops.holdout import HeldOutFaces
+    from pipelines.config import TrainConfig
+    from pipelines.train.data import held_out_faces, inspect_faces
+    from pipelines.train.holdout import build_scorer
+
+    loaded = load_checkpoint(checkpoint)
+    cfg, coverage = TrainConfig(**loaded.config["train"]), loaded.coverage
+    infos = {side: inspect_faces(getattr(cfg, side), side, cfg) for side in ("a", "b")}
+    if not all(info.held_out for info in infos.values()):
+        raise SystemExit(f"{checkpoint}: its run held no videos out (--holdout-videos 0)")
+    sides = {side: held_out_faces(info, cfg, coverage) for side, info in infos.items()}
+    threads = torch.get_num_threads()  # the scorer takes one, as training's does
+    try:
+        scorer = build_scorer(
+            HeldOutFaces(sides["a"], sides["b"], coverage=coverage),
+            {side: (info.files, info.holdout) for side, info in infos.items()},
+        )
+        floors = scorer.pose_floors(loaded.model)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
+        "faces": {side: len(held) for side, held in sides.items()},
+        **{
+            DIRECTIONS[side]: {kind: floors[f"{kind}_{side}"] for kind in KINDS}
+            for side in ("a", "b")
+        },
+    }
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| checkpoint | direction | source (mark + detector) | own decoder | swap | swap - own |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        name = f"{Path(result['checkpoint']).parent.parent.name} @ {result['step']}"
+        for direction in DIRECTIONS.values():
+            row = result[direction]
+            gap = None if None in (row["swap"], row["own"]) else row["swap"] - row["own"]
+            cells = [_cell(row[kind]) for kind in KINDS] + [_cell(gap)]
+            lines.append(f"| {name} | {direction} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks pose", description=__doc__)
+    parser.add_argument("--checkpoint", nargs="+", required=True, help="checkpoints or runs")
+    parser.add_argument("--out", default="/tmp/rayswap-bench/pose", help="where pose.json goes")
+    args = parser.parse_args(argv)
+    results = [floors_of(checkpoint) for checkpoint in args.checkpoint]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pose.json").write_text(json.dumps(results, indent=1))
+    print(table(results))
+    print(f"-> {out / 'pose.json'}")
