@@ -14,8 +14,11 @@ render marks, detected again at the face's size in its frame), three ways per so
 - own: the face redrawn by its own decoder (A by A's): adding the model's resolution;
 - swap: the swap itself (A by B's decoder, a2b; B by A's, b2a).
 
-swap - own is what changing the person costs; own - source what the model's redrawing
-costs. Prints a table per checkpoint and writes pose.json to --out.
+Each cell is pose_error / shape_error: the shape error is what is left once each face's
+points are moved, scaled and turned as one onto its source's (`ops.metrics.shape_errors`),
+so pose - shape is where and how large the face is drawn, shape its expression and its
+person's proportions. swap - own is what changing the person costs; own - source what the
+model's redrawing costs. Prints the table and writes pose.json to --out.
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ def floors_of(checkpoint: str) -> dict:
         "step": loaded.step,
         "faces": {side: len(held) for side, held in sides.items()},
         **{
-            DIRECTIONS[side]: {kind: floors[f"{kind}_{side}"] for kind in KINDS}
+            DIRECTIONS[side]: {
+                **{kind: floors[f"{kind}_{side}"] for kind in KINDS},
+                **{f"{kind}_shape": floors[f"{kind}_shape_{side}"] for kind in KINDS},
+            }
             for side in ("a", "b")
         },
     }
@@ -70,8 +76,10 @@ def _cell(value: float | None) -> str:
 
 
 def table(results: list[dict]) -> str:
+    """pose_error / shape_error per kind, and what the swap adds to its own decoder's."""
     lines = [
-        "| checkpoint | direction | source (mark + detector) | own decoder | swap | swap - own |",
+        "| checkpoint | direction | pose / shape: source (mark + detector) | own decoder | swap "
+        "| swap - own (pose) |",
         "|---|---|---|---|---|---|",
     ]
     for result in results:
@@ -79,8 +87,8 @@ def table(results: list[dict]) -> str:
         for direction in DIRECTIONS.values():
             row = result[direction]
             gap = None if None in (row["swap"], row["own"]) else row["swap"] - row["own"]
-            cells = [_cell(row[kind]) for kind in KINDS] + [_cell(gap)]
-            lines.append(f"| {name} | {direction} | " + " | ".join(cells) + " |")
+            cells = [f"{_cell(row[kind])} / {_cell(row[f'{kind}_shape'])}" for kind in KINDS]
+            lines.append(f"| {name} | {direction} | " + " | ".join([*cells, _cell(gap)]) + " |")
     return "\n".join(lines)
 
 

@@ -33,6 +33,9 @@ Then, per direction, as `rayswap evaluate` scores a rendered frame:
   crop's 256 px instead of the frame's 305, a render read 0.070 where evaluate read 0.085)
   and padded by a quarter of that on every side, for the detector needs context around a
   crop. So the number measures the swap and not the detector;
+- shape_error: the pose_error left once the swapped face's 5 points are moved, scaled and
+  turned as one onto the source's: the face's shape (expression, proportions), not its
+  placement;
 - ssim: mean SSIM of each side's reconstruction against its input.
 
 A face the detector misses on either crop is left out of the pose error (`pose_faces`
@@ -52,7 +55,7 @@ import torch
 from ops.augment import centre_affine
 from ops.blend import blend_mask, match_color, paste_back, template_oval
 from ops.losses import ssim_map
-from ops.metrics import pose_errors
+from ops.metrics import pose_errors, shape_errors
 from ops.smooth import face_scale, match_face
 from ops.types import Detection, Frame
 
@@ -168,7 +171,9 @@ class HoldoutScorer:
         `source_a`: the source's own face, its context crop marked and detected again as a
         swap is (the watermark and the detector alone); `own_a`: the model's reconstruction
         of it by its own decoder, pasted and marked as a swap is (adding the model's
-        resolution and blur); and `swap_a`: the swap a2b itself (likewise for b)."""
+        resolution and blur); and `swap_a`: the swap a2b itself (likewise for b). Each
+        with its `shape_error` beside it (`own_shape_a`, ...: `ops.metrics.shape_errors`,
+        what is left once the face's placement, size and tilt are fitted)."""
         model = model.eval()
         found: dict[str, float | None] = {}
         for source, faces in self.sides.items():
@@ -181,6 +186,7 @@ class HoldoutScorer:
             for name, pasted in crops.items():
                 scored = self._direction(pasted, source, target)
                 found[f"{name}_{source}"] = scored["pose_error"]
+                found[f"{name}_shape_{source}"] = scored["shape_error"]
         return found
 
     @torch.no_grad()
@@ -222,10 +228,12 @@ class HoldoutScorer:
         to_target = self.distances(embeddings, self.galleries[target])
         kept = np.isfinite(source_points).all((1, 2)) & found
         pose = pose_errors(output_points[kept], source_points[kept]) if kept.any() else None
+        shape = shape_errors(output_points[kept], source_points[kept]) if kept.any() else None
         return {
             "id_retrieval": float(np.mean(to_target < to_source)),
             "id_margin": float(np.mean(to_source - to_target)),
             "pose_error": None if pose is None else float(np.mean(pose)),
+            "shape_error": None if shape is None else float(np.mean(shape)),
             "pose_faces": int(kept.sum()),
         }
 

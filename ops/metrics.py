@@ -133,6 +133,25 @@ def pose_errors(landmarks_output: np.ndarray, landmarks_source: np.ndarray) -> n
     return mean_distance / np.maximum(inter_ocular_px(src), 1e-6)
 
 
+def shape_errors(landmarks_output: np.ndarray, landmarks_source: np.ndarray) -> np.ndarray:
+    """`pose_errors` left once the output's points are moved, scaled and turned as one onto
+    the source's (the least-squares similarity): the part of the error that is the face's
+    shape (its expression, its person's proportions), not where or how large it is drawn;
+    (N,) float64."""
+    out, src = _points(landmarks_output), _points(landmarks_source)
+    out_c = out - out.mean(-2, keepdims=True)
+    src_c = src - src.mean(-2, keepdims=True)
+    u, sigma, vt = np.linalg.svd(np.swapaxes(src_c, -1, -2) @ out_c)
+    flip = np.sign(np.linalg.det(u @ vt))  # a rotation, never a mirror
+    sigma[..., -1] *= flip
+    u[..., :, -1] *= flip[..., None]
+    rotation = u @ vt
+    scale = sigma.sum(-1) / np.maximum((out_c**2).sum((-1, -2)), 1e-12)
+    fitted = scale[..., None, None] * out_c @ np.swapaxes(rotation, -1, -2)
+    fitted += src.mean(-2, keepdims=True)
+    return pose_errors(fitted, src)
+
+
 def _runs(frames: np.ndarray, step: int) -> list[np.ndarray]:
     """Index runs of consecutive frame numbers (difference `step`)."""
     if len(frames) == 0:

@@ -99,7 +99,9 @@ def test_quality_benchmark_tiny_mode_pretrains_fine_tunes_and_scores_both_ways(t
         # again within a tenth of its eye distance (the tiny model's faces may be missed)
         for direction in ("a2b", "b2a"):
             floor = run["pose_floor"][direction]
-            assert set(floor) == {"source", "own", "swap"} and 0 <= floor["source"] < 0.1
+            kinds = ("source", "own", "swap")
+            assert set(floor) == {*kinds, *(f"{kind}_shape" for kind in kinds)}
+            assert 0 <= floor["source"] < 0.1 and 0 <= floor["source_shape"] < 0.1
     tuned = results["runs"]["df+init"]
     assert tuned["init"] and tuned["pretrain"].startswith(f"df: {TINY_STEPS} steps in ")
     pool = tuned["pretrain"].split(" on ")[1].split(", ")

@@ -29,6 +29,19 @@ def test_pose_errors_are_in_eye_distances() -> None:
     assert metrics.inter_ocular_px(FACE.reshape(1, 10))[0] == pytest.approx(40.0)
 
 
+def test_shape_errors_ignore_where_and_how_large_the_face_is_drawn() -> None:
+    turn = np.deg2rad(7.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    placed = (0.9 * (FACE - FACE.mean(0)) @ rotation.T + FACE.mean(0) + [6.0, -3.0])[None]
+    assert metrics.pose_errors(placed, FACE[None])[0] > 0.1  # moved, smaller, turned...
+    assert metrics.shape_errors(placed, FACE[None])[0] == pytest.approx(0.0, abs=1e-6)
+    opened = FACE.copy()
+    opened[3:, 1] += 4.0  # the mouth 0.1 eye distances lower: another expression
+    moved = opened + [5.0, 5.0]
+    shape = metrics.shape_errors(np.stack([opened, moved]), np.stack([FACE, FACE]))
+    assert shape[0] == pytest.approx(shape[1]) and 0.02 < shape[0] < 0.1  # wherever drawn
+
+
 def test_landmark_motion_is_one_for_a_faithful_copy_and_grows_with_shake() -> None:
     source = _walk(40, noise=0.3)
     frames = np.arange(40)
