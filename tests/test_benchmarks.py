@@ -168,6 +168,7 @@ def test_each_ablation_recipe_changes_one_flag_of_the_default():
     assert flags("lr-6e-4-eyes-x3") == flags("lr-6e-4") | {"--eye-mouth-weight": "90"}
     assert flags("lr-6e-4-batch-8") == flags("lr-6e-4") | {"--batch-size": "8"}
     assert flags("lr-6e-4-128px") == flags("lr-6e-4") | {"--resolution": "128"}
+    assert flags("lr-3e-4-128px") == flags("recipe-constant-lr") | {"--resolution": "128"}
     for recipe, changed in expected.items():
         ablated = flags(recipe)
         assert ablated.keys() == default.keys(), recipe
