@@ -37,30 +37,25 @@ def floors_of(checkpoint: str) -> dict:
     import torch
 
     from ops.checkpoint import load_checkpoint
-    from ops.holdout import HeldOutFaces
     from pipelines.config import TrainConfig
-    from pipelines.train.data import held_out_faces, inspect_faces
-    from pipelines.train.holdout import build_scorer
+    from pipelines.train.data import inspect_faces
+    from pipelines.train.holdout import build_scorer, held_out_of
 
     loaded = load_checkpoint(checkpoint)
     cfg, coverage = TrainConfig(**loaded.config["train"]), loaded.coverage
     infos = {side: inspect_faces(getattr(cfg, side), side, cfg) for side in ("a", "b")}
     if not all(info.held_out for info in infos.values()):
         raise SystemExit(f"{checkpoint}: its run held no videos out (--holdout-videos 0)")
-    sides = {side: held_out_faces(info, cfg, coverage) for side, info in infos.items()}
+    held, galleries = held_out_of(cfg, infos, coverage)
     threads = torch.get_num_threads()  # the scorer takes one, as training's does
     try:
-        scorer = build_scorer(
-            HeldOutFaces(sides["a"], sides["b"], coverage=coverage),
-            {side: (info.files, info.holdout) for side, info in infos.items()},
-        )
-        floors = scorer.pose_floors(loaded.model)
+        floors = build_scorer(held, galleries).pose_floors(loaded.model)
     finally:
         torch.set_num_threads(threads)
     return {
         "checkpoint": str(loaded.path),
         "step": loaded.step,
-        "faces": {side: len(held) for side, held in sides.items()},
+        "faces": {"a": len(held.a), "b": len(held.b)},
         **{
             DIRECTIONS[side]: {
                 **{kind: floors[f"{kind}_{side}"] for kind in KINDS},

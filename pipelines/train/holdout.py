@@ -89,6 +89,16 @@ class HoldoutActor:
             return {"step": step, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def held_out_of(
+    cfg: TrainConfig, infos: dict[str, FacesInfo], coverage: float
+) -> tuple[HeldOutFaces, dict[str, tuple[list[str], dict]]]:
+    """A run's held-out faces of both sides, and its galleries as `build_scorer` takes them
+    ({side: (faces files, the run's holdout plan)})."""
+    sides = {side: held_out_faces(info, cfg, coverage) for side, info in infos.items()}
+    galleries = {side: (info.files, info.holdout) for side, info in infos.items()}
+    return HeldOutFaces(sides["a"], sides["b"], coverage=coverage), galleries
+
+
 def start_scorer(
     cfg: TrainConfig, infos: dict[str, FacesInfo], coverage: float
 ) -> tuple[Any | None, str]:
@@ -98,13 +108,10 @@ def start_scorer(
     missing = scoring_unavailable()
     if missing:
         return None, missing
-    sides = {}
-    for side, info in infos.items():
-        sides[side] = held_out_faces(info, cfg, coverage)
-        if not len(sides[side]):
+    held, galleries = held_out_of(cfg, infos, coverage)
+    for side in ("a", "b"):
+        if not len(getattr(held, side)):
             return None, f"held-out faces: none of {side} decode; not scored"
-    held = HeldOutFaces(sides["a"], sides["b"], coverage=coverage)
-    galleries = {side: (info.files, info.holdout) for side, info in infos.items()}
     note = (
         f"held-out faces: {len(held.a)} of a, {len(held.b)} of b scored at every checkpoint, "
         f"pasted into their {held.a.context.shape[1]} px crops"
